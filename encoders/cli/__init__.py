@@ -1,0 +1,1 @@
+"""The ``searchsage`` command line."""

@@ -1,0 +1,1 @@
+"""On-disk data formats (parquet) and the importers/generators that produce them."""

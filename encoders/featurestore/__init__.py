@@ -1,0 +1,1 @@
+"""Feature-store integration: Redis server helpers, the Feast plugin and fast embedding paths."""
