@@ -1,0 +1,207 @@
+"""The frozen pin tower stand-in: pin text → pretrained base model → mean pooling → L2 norm.
+
+:func:`embed_pins` writes the embeddings into ``pins.parquet:embedding`` (``list<float32>``, every
+row of length D) and records how they were made in ``pin_tower.json`` beside it::
+
+    {"source": "computed", "base_model": ".../model", "model_fingerprint": "<sha256 of config.json>",
+     "pooling": "mean", "normalize": true, "max_length": 64, "dim": 384, "n_pins": 54667,
+     "text_hash": "<sha256 of pin_id/text pairs>", "seconds": 301.2}
+
+A second call with the same texts and model is a cache hit and computes nothing. Users who bring
+their own pin embeddings (any D) put them in the ``embedding`` column themselves; with no
+``pin_tower.json`` present, :func:`embed_pins` records them as ``"source": "user"`` and never
+overwrites them unless ``force=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from encoders.data.schema import PINS, DatasetPaths, read_table, write_table
+
+PIN_TOWER_FILE = "pin_tower.json"
+
+
+@dataclass
+class PinTowerInfo:
+    """How the ``embedding`` column of ``pins.parquet`` was made (the content of ``pin_tower.json``)."""
+
+    source: str  # "computed" or "user"
+    base_model: str | None
+    model_fingerprint: str | None
+    pooling: str | None
+    normalize: bool | None
+    max_length: int | None
+    dim: int
+    n_pins: int
+    text_hash: str
+    seconds: float | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def read(cls, dataset_dir: str | Path) -> PinTowerInfo | None:
+        """Read ``pin_tower.json`` of a dataset directory (``None`` when absent or unreadable)."""
+        p = Path(dataset_dir) / PIN_TOWER_FILE
+        if not p.exists():
+            return None
+        try:
+            return cls(**json.loads(p.read_text()))
+        except (ValueError, TypeError):
+            return None
+
+
+def text_hash(pin_ids: list[str], texts: list[str]) -> str:
+    """sha256 over the ordered ``(pin_id, text)`` pairs — changes when any id, text or the order changes."""
+    h = hashlib.sha256()
+    for pid, text in zip(pin_ids, texts, strict=True):
+        h.update(pid.encode("utf-8"))
+        h.update(b"\x1f")
+        h.update(text.encode("utf-8"))
+        h.update(b"\x1e")
+    return h.hexdigest()
+
+
+def model_fingerprint(model_dir: str | Path) -> str:
+    """sha256 of the model's ``config.json`` plus the sizes of its weight files (cheap, no weight read)."""
+    d = Path(model_dir)
+    h = hashlib.sha256((d / "config.json").read_bytes())
+    for f in sorted(d.glob("*.safetensors")) + sorted(d.glob("*.bin")):
+        h.update(f"{f.name}:{f.stat().st_size}".encode())
+    return h.hexdigest()
+
+
+def embed_texts(
+    model: object,
+    tokenizer: object,
+    texts: list[str],
+    batch_size: int = 128,
+    max_length: int = 64,
+    progress: bool = True,
+) -> np.ndarray:
+    """Mean-pooled, L2-normalised embeddings of ``texts`` → ``(N, H)`` float32, in input order.
+
+    Texts are sorted by token length so each batch pads little, then put back in order.
+    ``model`` is a transformers ``AutoModel`` (``last_hidden_state (N, L, H)``).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from encoders.model.tower import pool
+
+    hidden = int(model.config.hidden_size)  # type: ignore[attr-defined]
+    if not texts:
+        return np.zeros((0, hidden), dtype=np.float32)
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    out = np.empty((len(texts), hidden), dtype=np.float32)
+    model.eval()  # type: ignore[attr-defined]
+    with torch.inference_mode(), tqdm(total=len(texts), disable=not progress, desc="embed pins", unit="pin") as bar:
+        for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
+            batch = tokenizer(
+                [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+            )
+            states = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+            z = torch.nn.functional.normalize(pool(states, batch["attention_mask"], "mean").float(), dim=-1)
+            out[idx] = z.numpy()
+            bar.update(len(idx))
+    return out
+
+
+def _write_pins_with_embedding(paths: DatasetPaths, pins: pa.Table, emb: np.ndarray) -> None:
+    """Replace the ``embedding`` column and write ``pins.parquet`` atomically (tmp file + rename)."""
+    flat = pa.array(emb.reshape(-1), pa.float32())
+    col = pa.FixedSizeListArray.from_arrays(flat, emb.shape[1]).cast(pa.list_(pa.float32()))
+    base = pins.drop_columns(["embedding"]) if "embedding" in pins.column_names else pins
+    tmp = paths.pins.with_suffix(".parquet.tmp")
+    write_table(base.append_column("embedding", col), tmp, PINS)
+    os.replace(tmp, paths.pins)
+
+
+def embed_pins(
+    dataset_dir: str | Path,
+    base_model: str | Path | None = None,
+    batch_size: int = 128,
+    max_length: int = 64,
+    force: bool = False,
+    threads: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Compute (or reuse) the frozen pin embeddings of a dataset directory; returns ``pins.parquet``.
+
+    * embeddings present and ``pin_tower.json`` matches texts + model + max_length → cached, nothing runs;
+    * embeddings present but no ``pin_tower.json`` → the user's own embeddings, recorded, never touched;
+    * otherwise (or ``force``) → computed with ``base_model`` (default: the packaged MiniLM).
+
+    ``threads`` sets ``torch.set_num_threads`` for the run (default: all cores), restored afterwards.
+    """
+    from encoders.model.base_model import resolve_base_model
+
+    paths = DatasetPaths(Path(dataset_dir))
+    pins = read_table(paths.pins, PINS)
+    ids = pins.column("pin_id").to_pylist()
+    texts = pins.column("text").to_pylist()
+    digest = text_hash(ids, texts)
+    info = PinTowerInfo.read(paths.root)
+    has_emb = "embedding" in pins.column_names
+    dim = len(pins.column("embedding")[0]) if has_emb and pins.num_rows else 0
+
+    if has_emb and not force and (info is None or info.source == "user"):
+        if info is None:
+            user = PinTowerInfo("user", None, None, None, None, None, dim, pins.num_rows, digest)
+            (paths.root / PIN_TOWER_FILE).write_text(user.to_json())
+        print(f"pins: using the provided embeddings in {paths.pins} (D={dim}); nothing computed")
+        return paths.pins
+    model_dir = resolve_base_model(base_model)
+    fingerprint = model_fingerprint(model_dir)
+    if has_emb and not force and info is not None and (
+        info.text_hash == digest and info.model_fingerprint == fingerprint
+        and info.base_model == str(model_dir) and info.max_length == max_length and info.dim == dim
+    ):
+        print(f"pins: embeddings cached in {paths.pins} (D={dim}, {pins.num_rows} pins, model {model_dir}); "
+              "use --force to recompute")
+        return paths.pins
+
+    import torch
+    from transformers import AutoModel
+
+    from encoders.model.tower import load_tokenizer
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    try:
+        model = AutoModel.from_pretrained(str(model_dir))
+        tokenizer = load_tokenizer(model_dir)
+        t0 = time.perf_counter()
+        emb = embed_texts(model, tokenizer, texts, batch_size=batch_size, max_length=max_length, progress=progress)
+        seconds = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(previous)
+    _write_pins_with_embedding(paths, pins, emb)
+    info = PinTowerInfo(
+        "computed", str(model_dir), fingerprint, "mean", True, max_length, int(emb.shape[1]), len(texts), digest,
+        round(seconds, 3),
+    )
+    (paths.root / PIN_TOWER_FILE).write_text(info.to_json())
+    rate = len(texts) / seconds if seconds > 0 else float("inf")
+    print(f"pins: embedded {len(texts)} pins in {seconds:.1f} s ({rate:.0f} pins/s, D={emb.shape[1]}) → {paths.pins}")
+    return paths.pins
+
+
+def read_pin_embeddings(dataset_dir: str | Path) -> tuple[list[str], np.ndarray]:
+    """``(pin_ids, (N, D) float32)`` from ``pins.parquet`` (a clear error when not embedded yet)."""
+    from encoders.data.schema import pin_embedding_matrix
+
+    paths = DatasetPaths(Path(dataset_dir))
+    pins = read_table(paths.pins, PINS)
+    return pins.column("pin_id").to_pylist(), pin_embedding_matrix(pins)
