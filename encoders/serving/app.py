@@ -1,0 +1,114 @@
+"""The Starlette ASGI app: ``POST /embed``, ``GET /health``, ``GET /metrics``.
+
+``POST /embed`` takes ``{"queries": ["..."]}`` and answers
+``{"model_version": str, "dim": D, "embeddings": [[D floats], ...], "cached": [bool, ...]}``.
+Client mistakes get a 4xx JSON ``{"error": message}``; an encoder failure gets a 500 with the
+same shape; nothing a client sends can stop the worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from encoders.serving.service import EmbeddingService
+from encoders.serving.validation import BadRequest, RequestLimits, parse_embed_body
+
+
+def _json(payload: object, status: int = 200) -> Response:
+    body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+    return Response(body, status_code=status, media_type="application/json")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, or 413 as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise BadRequest(413, f"request body is larger than {limit} bytes (Content-Length {declared})")
+        except ValueError:
+            raise BadRequest(400, f"invalid Content-Length header {declared!r}") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(413, f"request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(service: EmbeddingService, limits: RequestLimits | None = None) -> Starlette:
+    """Build the ASGI app around ``service``; the app's lifespan starts and stops it."""
+    limits = limits or RequestLimits()
+    metrics = service.metrics
+
+    async def embed(request: Request) -> Response:
+        t0 = time.perf_counter()
+        n = 0
+        try:
+            body = await _read_body(request, limits.max_body_bytes)
+            queries = parse_embed_body(body, limits)
+            n = len(queries)
+            result = await service.embed(queries)
+        except BadRequest as exc:
+            metrics.record_request(exc.status)
+            return _json({"error": exc.message}, exc.status)
+        except ClientDisconnect:
+            metrics.record_request(499)
+            return Response(status_code=400)
+        except Exception as exc:  # the worker keeps serving; the client learns what failed
+            metrics.record_request(500)
+            return _json({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
+        response = _json(
+            {
+                "model_version": result.model_version,
+                "dim": int(result.matrix.shape[1]),
+                "embeddings": result.matrix.tolist(),
+                "cached": result.cached.tolist(),
+            }
+        )
+        metrics.record_request(200, time.perf_counter() - t0, n)
+        return response
+
+    async def health(request: Request) -> Response:
+        return _json(service.health())
+
+    async def metrics_endpoint(request: Request) -> Response:
+        snap = metrics.snapshot()
+        snap["store"] = service.cache.health().to_dict()
+        return _json(snap)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.aclose()
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": f"no route {request.method} {request.url.path}; try POST /embed"}, 404)
+
+    async def bad_method(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": f"method {request.method} is not allowed on {request.url.path}"}, 405)
+
+    app = Starlette(
+        routes=[
+            Route("/embed", embed, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+        exception_handlers={404: not_found, 405: bad_method},
+    )
+    app.state.service = service
+    return app

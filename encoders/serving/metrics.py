@@ -1,0 +1,139 @@
+"""Service counters: requests, batch-size histogram, latency percentiles, cache hit rate.
+
+All updates happen on the event loop thread, so no locking is needed. Latencies are kept in
+fixed-size ring buffers (the most recent ``window`` observations) and reported in milliseconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Upper bounds (inclusive) of the batch-size histogram buckets; the last bucket is open.
+BATCH_BUCKETS: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+PERCENTILES: tuple[float, ...] = (50.0, 90.0, 99.0)
+
+
+@dataclass
+class LatencyWindow:
+    """The last ``size`` durations (seconds) with percentile summaries in milliseconds."""
+
+    size: int = 20_000
+    _buf: np.ndarray = field(init=False, repr=False)
+    _n: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self._buf = np.zeros(self.size, dtype=np.float64)
+
+    def add(self, seconds: float) -> None:
+        self._buf[self._n % self.size] = seconds
+        self._n += 1
+
+    @property
+    def count(self) -> int:
+        return self._n
+
+    def summary(self) -> dict[str, float | int]:
+        """``{"count", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms"}`` over the window."""
+        k = min(self._n, self.size)
+        out: dict[str, float | int] = {"count": self._n}
+        if k == 0:
+            return out | {f"p{int(p)}_ms": 0.0 for p in PERCENTILES} | {"max_ms": 0.0, "mean_ms": 0.0}
+        data = self._buf[:k] * 1000.0
+        for p, v in zip(PERCENTILES, np.percentile(data, PERCENTILES), strict=True):
+            out[f"p{int(p)}_ms"] = round(float(v), 3)
+        out["max_ms"] = round(float(data.max()), 3)
+        out["mean_ms"] = round(float(data.mean()), 3)
+        return out
+
+
+def bucket_label(size: int) -> str:
+    """Histogram label of a batch of ``size`` queries: ``"<=8"`` or ``">256"``."""
+    for b in BATCH_BUCKETS:
+        if size <= b:
+            return f"<={b}"
+    return f">{BATCH_BUCKETS[-1]}"
+
+
+@dataclass
+class ServiceMetrics:
+    """Everything ``GET /metrics`` reports."""
+
+    started_at: float = field(default_factory=time.time)
+    requests: Counter[str] = field(default_factory=Counter)
+    queries: int = 0
+    batches: int = 0
+    batched_queries: int = 0
+    batch_max: int = 0
+    batch_hist: Counter[str] = field(default_factory=Counter)
+    request_latency: LatencyWindow = field(default_factory=LatencyWindow)
+    encode_latency: LatencyWindow = field(default_factory=LatencyWindow)
+    queue_wait: LatencyWindow = field(default_factory=LatencyWindow)
+    cache_hits: int = 0
+    cache_misses: int = 0
+    cache_bypassed: int = 0
+    writes: int = 0
+    write_errors: int = 0
+    writes_dropped: int = 0
+    store_errors: int = 0
+    encoder_errors: int = 0
+
+    def record_request(self, status: int, seconds: float | None = None, n_queries: int = 0) -> None:
+        """Count one HTTP request by status class (``2xx``/``4xx``/``5xx``) and its latency."""
+        self.requests["total"] += 1
+        self.requests[f"{status // 100}xx"] += 1
+        self.queries += n_queries
+        if seconds is not None and status < 400:
+            self.request_latency.add(seconds)
+
+    def record_batch(self, size: int, encode_seconds: float, waits: list[float]) -> None:
+        """One encoder call of ``size`` queries; ``waits`` are queue waits (s) of its requests."""
+        self.batches += 1
+        self.batched_queries += size
+        self.batch_max = max(self.batch_max, size)
+        self.batch_hist[bucket_label(size)] += 1
+        self.encode_latency.add(encode_seconds)
+        for w in waits:
+            self.queue_wait.add(w)
+
+    def record_cache(self, hits: int, misses: int, bypassed: int = 0) -> None:
+        self.cache_hits += hits
+        self.cache_misses += misses
+        self.cache_bypassed += bypassed
+
+    def snapshot(self) -> dict[str, object]:
+        """A JSON-ready dict (see ``docs/serving.md`` for the meaning of every field)."""
+        looked_up = self.cache_hits + self.cache_misses
+        hist = {bucket_label(b): self.batch_hist.get(bucket_label(b), 0) for b in BATCH_BUCKETS}
+        hist[f">{BATCH_BUCKETS[-1]}"] = self.batch_hist.get(f">{BATCH_BUCKETS[-1]}", 0)
+        return {
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "requests": {"total": 0, "2xx": 0, "4xx": 0, "5xx": 0} | dict(self.requests),
+            "queries": self.queries,
+            "batches": {
+                "count": self.batches,
+                "queries": self.batched_queries,
+                "mean_size": round(self.batched_queries / self.batches, 3) if self.batches else 0.0,
+                "max_size": self.batch_max,
+                "histogram": hist,
+            },
+            "latency": {
+                "request": self.request_latency.summary(),
+                "encode": self.encode_latency.summary(),
+                "queue_wait": self.queue_wait.summary(),
+            },
+            "cache": {
+                "hits": self.cache_hits,
+                "misses": self.cache_misses,
+                "bypassed": self.cache_bypassed,
+                "hit_rate": round(self.cache_hits / looked_up, 6) if looked_up else 0.0,
+                "writes": self.writes,
+                "write_errors": self.write_errors,
+                "writes_dropped": self.writes_dropped,
+                "store_errors": self.store_errors,
+            },
+            "encoder_errors": self.encoder_errors,
+        }

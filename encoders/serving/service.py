@@ -1,0 +1,103 @@
+"""The embedding service: normalised queries -> cache lookup -> batched encoder for the misses.
+
+Transport-free (the HTTP layer is :mod:`encoders.serving.app`), so it can be driven directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from encoders.serving.batcher import DynamicBatcher, UnbatchedRunner, make_runner
+from encoders.serving.cache import STATE_DOWN, CacheThrough
+from encoders.serving.metrics import ServiceMetrics
+from encoders.serving.protocols import EmbeddingStore, Encoder
+
+
+@dataclass
+class EmbedResult:
+    """``matrix``: ``(N, D)`` float32, row ``i`` for query ``i``; ``cached``: ``(N,)`` bool."""
+
+    matrix: np.ndarray
+    cached: np.ndarray
+    model_version: str
+
+
+class EmbeddingService:
+    """Glue of encoder runner, cache-through and metrics; one per process.
+
+    Args:
+        encoder: the query encoder (``BundleEncoder`` in production).
+        store: the online-store fast path or ``None``.
+        batching / max_batch / max_wait_ms / workers: see :class:`DynamicBatcher`.
+        store_timeout_s, retry_initial_s, retry_max_s: see :class:`CacheThrough`.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        store: EmbeddingStore | None = None,
+        *,
+        batching: bool = True,
+        max_batch: int = 256,
+        max_wait_ms: float = 5.0,
+        workers: int = 1,
+        store_timeout_s: float = 0.1,
+        retry_initial_s: float = 0.5,
+        retry_max_s: float = 30.0,
+        info: dict[str, object] | None = None,
+    ) -> None:
+        self.encoder = encoder
+        self.metrics = ServiceMetrics()
+        self.dim = int(encoder.dim)
+        self.model_version = str(encoder.model_version)
+        self.info = dict(info or {})
+        self.runner: DynamicBatcher | UnbatchedRunner = make_runner(
+            encoder, batching=batching, max_batch=max_batch, max_wait_ms=max_wait_ms,
+            workers=workers, metrics=self.metrics,
+        )
+        self.cache = CacheThrough(
+            store, dim=self.dim, model_version=self.model_version, metrics=self.metrics,
+            timeout_s=store_timeout_s, retry_initial_s=retry_initial_s, retry_max_s=retry_max_s,
+        )
+
+    async def start(self) -> None:
+        await self.runner.start()
+        await self.cache.start()
+
+    async def aclose(self) -> None:
+        await self.cache.aclose()
+        await self.runner.aclose()
+
+    async def embed(self, queries: list[str]) -> EmbedResult:
+        """Embed already-normalised ``queries`` (N) -> :class:`EmbedResult` with ``(N, D)`` rows.
+
+        Duplicates are looked up and encoded once; misses are written back in the background.
+        """
+        unique = list(dict.fromkeys(queries))
+        matrix, found = await self.cache.lookup(unique)
+        if not found.all():
+            miss_idx = np.flatnonzero(~found)
+            misses = [unique[i] for i in miss_idx]
+            vecs = await self.runner.encode(misses)
+            matrix[miss_idx] = vecs
+            self.cache.schedule_write(misses, vecs)
+        if len(unique) == len(queries):
+            return EmbedResult(matrix, found, self.model_version)
+        pos = {q: i for i, q in enumerate(unique)}
+        idx = np.fromiter((pos[q] for q in queries), dtype=np.int64, count=len(queries))
+        return EmbedResult(matrix[idx], found[idx], self.model_version)
+
+    def health(self) -> dict[str, object]:
+        """``status`` is ``ok``, or ``degraded`` while the store is down (requests still answered)."""
+        store = self.cache.health()
+        return {
+            "status": "degraded" if store.state == STATE_DOWN else "ok",
+            "model_version": self.model_version,
+            "dim": self.dim,
+            "batching": isinstance(self.runner, DynamicBatcher),
+            "queued_queries": self.runner.queued if isinstance(self.runner, DynamicBatcher) else 0,
+            "store": store.to_dict(),
+            **self.info,
+        }

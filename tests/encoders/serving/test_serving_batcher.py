@@ -1,0 +1,181 @@
+"""The batcher's grouping logic, with a recording encoder double (the real runtime is in the app tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from encoders.serving.batcher import DynamicBatcher, EncoderFailure, UnbatchedRunner
+from encoders.serving.metrics import ServiceMetrics
+
+DIM = 8
+
+
+def vec(text: str) -> np.ndarray:
+    """A deterministic (DIM,) float32 vector per text."""
+    return np.frombuffer(hashlib.sha256(text.encode()).digest()[: DIM * 4], dtype=np.uint32).astype(np.float32)
+
+
+class RecordingEncoder:
+    """Records the size of every encode call; sleeps ``delay_s`` per call; can be told to fail."""
+
+    dim = DIM
+    model_version = "test"
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.calls: list[list[str]] = []
+        self.fail_next: Exception | None = None
+        self.bad_shape_next = False
+        self.threads: set[str] = set()
+        self._lock = threading.Lock()
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            self.calls.append(list(texts))
+            self.threads.add(threading.current_thread().name)
+            fail, self.fail_next = self.fail_next, None
+            bad, self.bad_shape_next = self.bad_shape_next, False
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if fail is not None:
+            raise fail
+        if bad:
+            return np.zeros((len(texts) + 1, DIM), dtype=np.float32)
+        return np.stack([vec(t) for t in texts])
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_concurrent_requests_share_batches_and_get_their_own_rows() -> None:
+    enc = RecordingEncoder(delay_s=0.02)
+
+    async def main() -> list[np.ndarray]:
+        b = DynamicBatcher(enc, max_batch=256, max_wait_ms=5)
+        try:
+            return await asyncio.gather(*(b.encode([f"q{i}"]) for i in range(60)))
+        finally:
+            await b.aclose()
+
+    outs = run(main())
+    assert len(enc.calls) < 10, f"60 concurrent requests used {len(enc.calls)} encoder calls"
+    assert max(len(c) for c in enc.calls) >= 20
+    for i, out in enumerate(outs):
+        assert out.shape == (1, DIM)
+        np.testing.assert_array_equal(out[0], vec(f"q{i}"))
+    assert all(name.startswith("searchsage-encode") for name in enc.threads)
+
+
+def test_max_batch_is_respected_and_large_requests_are_split() -> None:
+    enc = RecordingEncoder(delay_s=0.005)
+    metrics = ServiceMetrics()
+
+    async def main() -> tuple[list[np.ndarray], np.ndarray]:
+        b = DynamicBatcher(enc, max_batch=16, max_wait_ms=5, metrics=metrics)
+        try:
+            small = asyncio.gather(*(b.encode([f"s{i}", f"t{i}"]) for i in range(40)))
+            big = b.encode([f"b{i}" for i in range(50)])
+            return await small, await big
+        finally:
+            await b.aclose()
+
+    small, big = run(main())
+    assert max(len(c) for c in enc.calls) <= 16
+    assert big.shape == (50, DIM)
+    np.testing.assert_array_equal(big, np.stack([vec(f"b{i}") for i in range(50)]))
+    np.testing.assert_array_equal(small[7], np.stack([vec("s7"), vec("t7")]))
+    assert metrics.batches == len(enc.calls) and metrics.batch_max <= 16
+    assert sum(metrics.batch_hist.values()) == metrics.batches
+
+
+def test_a_lone_request_is_flushed_after_max_wait() -> None:
+    async def one(max_wait_ms: float) -> float:
+        b = DynamicBatcher(RecordingEncoder(), max_batch=256, max_wait_ms=max_wait_ms)
+        await b.start()
+        try:
+            await b.encode(["warm"])
+            t0 = time.perf_counter()
+            await b.encode(["alone"])
+            return time.perf_counter() - t0
+        finally:
+            await b.aclose()
+
+    fast, slow = run(one(1.0)), run(one(150.0))
+    assert slow >= 0.14, f"max_wait 150 ms flushed after {slow * 1000:.1f} ms"
+    assert fast < 0.1, f"max_wait 1 ms took {fast * 1000:.1f} ms"
+
+
+def test_full_batch_flushes_without_waiting_for_max_wait() -> None:
+    enc = RecordingEncoder()
+
+    async def main() -> float:
+        b = DynamicBatcher(enc, max_batch=8, max_wait_ms=2000)
+        try:
+            t0 = time.perf_counter()
+            await asyncio.gather(*(b.encode([f"q{i}"]) for i in range(8)))
+            return time.perf_counter() - t0
+        finally:
+            await b.aclose()
+
+    assert run(main()) < 1.0
+    assert [len(c) for c in enc.calls] == [8]
+
+
+def test_identical_queries_in_one_batch_are_encoded_once() -> None:
+    enc = RecordingEncoder(delay_s=0.01)
+
+    async def main() -> list[np.ndarray]:
+        b = DynamicBatcher(enc, max_batch=64, max_wait_ms=20)
+        try:
+            return await asyncio.gather(*(b.encode(["same", f"x{i % 3}"]) for i in range(12)))
+        finally:
+            await b.aclose()
+
+    outs = run(main())
+    assert sum(len(c) for c in enc.calls) <= 2 * 4  # "same" and x0..x2, at most once per batch
+    for i, out in enumerate(outs):
+        np.testing.assert_array_equal(out, np.stack([vec("same"), vec(f"x{i % 3}")]))
+
+
+def test_encoder_failure_fails_its_batch_only_and_the_batcher_keeps_running() -> None:
+    enc = RecordingEncoder(delay_s=0.005)
+    metrics = ServiceMetrics()
+
+    async def main() -> np.ndarray:
+        b = DynamicBatcher(enc, max_batch=32, max_wait_ms=2, metrics=metrics)
+        try:
+            enc.fail_next = RuntimeError("onnxruntime exploded")
+            with pytest.raises(EncoderFailure, match="onnxruntime exploded"):
+                await b.encode(["boom"])
+            enc.bad_shape_next = True
+            with pytest.raises(EncoderFailure, match="shape"):
+                await b.encode(["bad shape"])
+            return await b.encode(["fine"])
+        finally:
+            await b.aclose()
+
+    out = run(main())
+    np.testing.assert_array_equal(out[0], vec("fine"))
+    assert metrics.encoder_errors == 2
+
+
+def test_unbatched_runner_is_one_call_per_request() -> None:
+    enc = RecordingEncoder(delay_s=0.002)
+
+    async def main() -> list[np.ndarray]:
+        r = UnbatchedRunner(enc)
+        try:
+            return await asyncio.gather(*(r.encode([f"q{i}"]) for i in range(10)))
+        finally:
+            await r.aclose()
+
+    outs = run(main())
+    assert [len(c) for c in enc.calls] == [1] * 10
+    np.testing.assert_array_equal(outs[3][0], vec("q3"))
