@@ -1,0 +1,65 @@
+"""The result record every test in :mod:`abtest.stats` returns."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
+
+Alternative = Literal["two-sided", "greater", "less"]
+ALTERNATIVES: tuple[str, ...] = ("two-sided", "greater", "less")
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One comparison of a treatment arm against a control arm on one metric.
+
+    Deltas are ``treatment - control`` (``abs_delta``) and ``treatment / control - 1``
+    (``rel_delta``). ``abs_ci`` / ``rel_ci`` are ``(low, high)``; one-sided alternatives give a
+    half-open interval (``-inf``/``inf`` on the open side). ``p_value`` is always computed from the
+    absolute difference (the relative interval is a presentation of the same data, not a second
+    test). ``df`` is ``inf`` for normal (z) tests. ``p_value_adjusted``/``correction`` are filled in by
+    :func:`abtest.stats.multiple.correct_results`. ``note`` explains any ``nan``.
+    """
+
+    __test__ = False  # not a pytest class
+
+    metric: str
+    control: str
+    treatment: str
+    control_value: float
+    treatment_value: float
+    abs_delta: float
+    abs_ci: tuple[float, float]
+    rel_delta: float
+    rel_ci: tuple[float, float]
+    p_value: float
+    alternative: str
+    alpha: float
+    method: str
+    n_control: int
+    n_treatment: int
+    df: float
+    se: float = math.nan
+    statistic: float = math.nan
+    p_value_adjusted: float | None = None
+    correction: str | None = None
+    note: str = ""
+
+    @property
+    def significant(self) -> bool:
+        """``True`` when the (adjusted, if present) p-value is below ``alpha``."""
+        p = self.p_value if self.p_value_adjusted is None else self.p_value_adjusted
+        return bool(p < self.alpha)
+
+    def with_(self, **changes: Any) -> TestResult:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (tuples become lists; nan/inf stay floats)."""
+        d = asdict(self)
+        d["abs_ci"] = list(self.abs_ci)
+        d["rel_ci"] = list(self.rel_ci)
+        d["significant"] = self.significant
+        return d

@@ -1,0 +1,115 @@
+"""Always-valid (sequential) confidence intervals and p-values: the two-sided normal-mixture
+confidence sequence of Howard, Ramdas, McAuliffe & Sekhon (2021), as used by GrowthBook and Eppo.
+
+For a difference estimate ``Δ̂`` after ``N`` users (both arms) with standard error ``se`` the
+per-user variance is ``s² = se² · N`` and the half-width is
+
+    h(N) = sqrt(s²) · sqrt( 2 (Nρ² + 1) / (N² ρ²) · log( sqrt(Nρ² + 1) / α ) )
+
+which holds simultaneously for every ``N`` with probability ``1 - α``: the experiment may be
+peeked at any time and stopped as soon as the interval excludes 0. ``ρ`` is tuned so the boundary
+is tightest at the planned sample size ``n_tune``:
+``ρ² = (-2 log α + log(-2 log α + 1)) / n_tune``. The always-valid p-value is the smallest α whose
+interval excludes 0, ``min(1, sqrt(Nρ²+1) · exp(-Δ̂² N² ρ² / (2 s² (Nρ² + 1))))`` (ρ held at the
+design α). The relative interval applies the same boundary to ``log(T/C)``.
+Only two-sided intervals are provided. Intervals are wider than fixed-horizon ones at ``n_tune``
+(the price of optional stopping).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from abtest.stats.errors import StatsInputError
+from abtest.stats.estimates import pair_estimates
+from abtest.stats.result import TestResult
+from abtest.stats.sufficient import MeanStats, ProportionStats, RatioStats
+
+
+def mixture_rho(alpha: float, n_tune: float) -> float:
+    """Mixture parameter ``ρ`` that makes the boundary tightest at ``n_tune`` total users."""
+    if n_tune <= 0:
+        raise StatsInputError(f"n_tune must be > 0, got {n_tune}")
+    la = -2.0 * math.log(alpha)
+    return math.sqrt((la + math.log(la + 1.0)) / n_tune)
+
+
+def always_valid_halfwidth(se, n, alpha: float, rho: float):
+    """Half-width ``h(N)`` of the always-valid interval (vectorised over ``se`` and ``n``)."""
+    se = np.asarray(se, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    s2 = se**2 * n
+    a = n * rho**2 + 1.0
+    out = np.sqrt(s2) * np.sqrt(2.0 * a / (n**2 * rho**2) * np.log(np.sqrt(a) / alpha))
+    return float(out) if out.ndim == 0 else out
+
+
+def always_valid_p_value(delta, se, n, rho: float):
+    """Always-valid p-value of ``H0: Δ = 0`` (vectorised)."""
+    delta = np.asarray(delta, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    s2 = np.asarray(se, dtype=np.float64) ** 2 * n
+    a = n * rho**2 + 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.minimum(1.0, np.sqrt(a) * np.exp(-(delta**2) * n**2 * rho**2 / (2.0 * s2 * a)))
+    return float(p) if p.ndim == 0 else p
+
+
+def sequential_test(
+    control: MeanStats | RatioStats | ProportionStats,
+    treatment: MeanStats | RatioStats | ProportionStats,
+    *,
+    n_tune: float,
+    alpha: float = 0.05,
+    metric: str = "",
+    control_name: str = "control",
+    treatment_name: str = "treatment",
+) -> TestResult:
+    """Always-valid two-sided test and intervals at the current sample size.
+
+    ``n_tune``: planned total users (both arms) where the interval should be tightest.
+    ``method`` is ``sequential-<base method>``; ``df`` is ``inf`` (the boundary is normal-based).
+    """
+    est = pair_estimates(control, treatment, metric, (control_name, treatment_name))
+    n = est.n_control + est.n_treatment
+    rho = mixture_rho(alpha, n_tune)
+    c, t = est.control, est.treatment
+    delta = t - c
+    se = math.sqrt(est.var_control + est.var_treatment)
+    note = ""
+    if se == 0:
+        hw, p, note = 0.0, math.nan, "zero variance in both arms: p-value undefined"
+    else:
+        hw = always_valid_halfwidth(se, n, alpha, rho)
+        p = always_valid_p_value(delta, se, n, rho)
+    rel = t / c - 1.0 if c != 0 else math.nan
+    if c > 0 and t > 0:
+        se_log = math.sqrt(est.var_treatment / t**2 + est.var_control / c**2)
+        hw_log = always_valid_halfwidth(se_log, n, alpha, rho) if se_log > 0 else 0.0
+        rel_ci = (math.exp(math.log(t / c) - hw_log) - 1.0, math.exp(math.log(t / c) + hw_log) - 1.0)
+    else:
+        rel_ci = (math.nan, math.nan)
+        note = "; ".join(x for x in (note, "relative CI needs positive means in both arms") if x)
+    return TestResult(
+        metric=metric,
+        control=control_name,
+        treatment=treatment_name,
+        control_value=float(c),
+        treatment_value=float(t),
+        abs_delta=float(delta),
+        abs_ci=(delta - hw, delta + hw),
+        rel_delta=float(rel),
+        rel_ci=rel_ci,
+        p_value=float(p),
+        alternative="two-sided",
+        alpha=alpha,
+        method=f"sequential-{est.method}",
+        n_control=est.n_control,
+        n_treatment=est.n_treatment,
+        df=math.inf,
+        se=se,
+        statistic=delta / se if se > 0 else math.nan,
+        note=note,
+    )
