@@ -1,0 +1,88 @@
+"""Training configuration and result records (pure data, JSON-serialisable)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; written into ``train_summary.json`` and ``checkpoint.pt``.
+
+    Learning rates are per optimizer step. ``epochs`` may be fractional. ``max_steps`` /
+    ``max_minutes`` stop early (the LR schedule is laid out over ``min(max_steps, epochs × batches)``
+    steps, or over ``schedule_steps`` when given — e.g. to stop at ``max_steps`` and resume later
+    on the same schedule). Negatives per step, appended as shared columns of the softmax:
+
+    * ``hard_negatives`` per query, mined by ``hard_negative_source`` in ``hard_negative_window``;
+    * ``random_negatives`` uniform random pins (``-1`` = the whole catalogue: a full softmax, cheap
+      because pin embeddings are frozen);
+    * ``queue_size`` most recent batch positives (a popularity-weighted negative cache).
+    """
+
+    data: str
+    out: str
+    base_model: str | None = None
+    pooling: Literal["mean", "cls"] = "mean"
+    max_length: int = 32
+    readout_init: Literal["auto", "identity", "random"] = "auto"
+    epochs: float = 2.0
+    batch_size: int = 128
+    lr: float = 5e-5
+    readout_lr: float = 1e-3
+    temperature: float = 0.05
+    learn_temperature: bool = False
+    temperature_lr: float = 1e-2
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    max_grad_norm: float = 1.0
+    max_per_pin: int | None = 20
+    task_weights: dict[str, float] | None = None
+    hard_negatives: int = 0
+    hard_negative_source: Literal["bm25", "zeroshot", "both"] = "bm25"
+    hard_negative_window: tuple[int, int] = (10, 100)
+    hard_negative_exclude_grade: float | None = 2.0
+    random_negatives: int = 0
+    queue_size: int = 0
+    mask_known_positives: bool = True
+    extra_positive_grade: float | None = None
+    extra_positive_weight: float = 0.5
+    max_minutes: float | None = None
+    max_steps: int | None = None
+    schedule_steps: int | None = None
+    threads: int = 2
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 200
+    resume: bool = False
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hard_negative_window"] = list(self.hard_negative_window)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        d = dict(d)
+        if "hard_negative_window" in d:
+            d["hard_negative_window"] = tuple(d["hard_negative_window"])
+        return cls(**d)
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: its directory, steps taken, epochs seen, wall time (s), last logged loss,
+    why it stopped (``"epochs"``, ``"max_steps"`` or ``"max_minutes"``) and the loss history
+    ``[(step, loss)]`` of the logging steps."""
+
+    run_dir: Path
+    steps: int
+    epochs: float
+    wall_time_s: float
+    final_loss: float
+    stopped_by: str
+    temperature: float
+    history: list[tuple[int, float]] = field(default_factory=list)

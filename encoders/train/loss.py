@@ -1,0 +1,127 @@
+"""Softmax over in-batch positives (plus optional extra negatives) into a frozen pin space.
+
+For a batch of B (query, pin) pairs with query embeddings ``q (B, D)`` and the frozen embeddings of
+their engaged pins ``p (B, D)``::
+
+    logits[j, i] = q_j · p_i / temperature          (B, B)   labels = diagonal
+
+Extra negatives ``n (K, D)`` (random pins, mined hard negatives, a queue of recent positives, or
+the whole catalogue) are appended as K more columns shared by every query: ``(B, B + K)``.
+
+Masking (logit → -inf, so the column is neither a negative nor a positive):
+
+* an in-batch column ``i != j`` holding the *same pin* as the query's positive (duplicate pins);
+* an extra column holding the query's positive pin;
+* when ``known_positives`` is given: any off-diagonal column whose pin is another known positive of
+  query j (an engaged/judged-relevant pin must not be pushed away).
+
+Pins are identified by integer ids (row numbers in the pin matrix); masking compares ids, not vectors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+NEG_INF = float("-inf")
+
+
+class Temperature(nn.Module):
+    """A softmax temperature τ > 0, fixed or learned as ``log τ`` and clamped to ``[min, max]``."""
+
+    def __init__(self, init: float = 0.05, learn: bool = False, min_value: float = 0.01, max_value: float = 1.0):
+        super().__init__()
+        if not (min_value <= init <= max_value):
+            raise ValueError(f"temperature init {init} outside [{min_value}, {max_value}]")
+        self.min_value, self.max_value = float(min_value), float(max_value)
+        self.log_tau = nn.Parameter(torch.tensor(math.log(init)), requires_grad=learn)
+
+    @property
+    def learned(self) -> bool:
+        return bool(self.log_tau.requires_grad)
+
+    def forward(self) -> torch.Tensor:
+        """The current τ as a 0-d tensor (gradient flows through the clamp inside the bounds)."""
+        return self.log_tau.exp().clamp(self.min_value, self.max_value)
+
+
+@dataclass
+class LossOutput:
+    """``loss`` (0-d), ``logits (B, B + K)`` after masking, and in-batch accuracy (share of rows
+    whose diagonal logit is the row maximum)."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+    accuracy: float
+
+
+def build_mask(
+    pos_ids: torch.Tensor,
+    extra_ids: torch.Tensor | None = None,
+    known_positives: list[set[int]] | None = None,
+) -> torch.Tensor:
+    """Boolean ``(B, B + K)`` mask, True where a logit must be set to -inf.
+
+    ``pos_ids (B,)`` int64 pin ids of the batch positives; ``extra_ids (K,)`` int64 ids of the extra
+    negative columns; ``known_positives[j]`` = all pin ids known relevant for query j.
+    """
+    b = pos_ids.shape[0]
+    col_ids = pos_ids if extra_ids is None else torch.cat([pos_ids, extra_ids])
+    mask = col_ids.unsqueeze(0) == pos_ids.unsqueeze(1)  # same pin as the row's positive
+    mask[torch.arange(b), torch.arange(b)] = False  # the label itself stays
+    if known_positives is not None:
+        if len(known_positives) != b:
+            raise ValueError(f"known_positives has {len(known_positives)} rows, batch has {b}")
+        where: dict[int, list[int]] = {}
+        for c, pid in enumerate(col_ids.tolist()):
+            where.setdefault(pid, []).append(c)
+        rows, hits = [], []
+        for j, known in enumerate(known_positives):
+            for pid in known:
+                for c in where.get(pid, ()):
+                    if c != j:
+                        rows.append(j)
+                        hits.append(c)
+        if rows:
+            mask[torch.tensor(rows), torch.tensor(hits)] = True
+    return mask
+
+
+def in_batch_softmax_loss(
+    q: torch.Tensor,
+    p: torch.Tensor,
+    temperature: torch.Tensor | float,
+    pos_ids: torch.Tensor,
+    extra: torch.Tensor | None = None,
+    extra_ids: torch.Tensor | None = None,
+    known_positives: list[set[int]] | None = None,
+    weights: torch.Tensor | None = None,
+) -> LossOutput:
+    """Cross-entropy of each query against its own positive among all (unmasked) columns.
+
+    ``q (B, D)`` query embeddings (trainable), ``p (B, D)`` frozen positive pin embeddings,
+    ``temperature`` τ (float or 0-d tensor), ``pos_ids (B,)`` int64 pin ids, ``extra (K, D)`` and
+    ``extra_ids (K,)`` optional extra negatives, ``weights (B,)`` optional per-pair weights (graded
+    positives; the loss is the weighted mean). Returns :class:`LossOutput`.
+    """
+    if q.shape != p.shape:
+        raise ValueError(f"q {tuple(q.shape)} and p {tuple(p.shape)} must have the same shape (B, D)")
+    if (extra is None) != (extra_ids is None):
+        raise ValueError("extra and extra_ids must be given together")
+    cols = p if extra is None else torch.cat([p, extra.to(p.dtype)])
+    logits = q @ cols.T / temperature
+    mask = build_mask(pos_ids, extra_ids, known_positives).to(logits.device)
+    logits = logits.masked_fill(mask, NEG_INF)
+    labels = torch.arange(q.shape[0], device=q.device)
+    per_row = nn.functional.cross_entropy(logits, labels, reduction="none")
+    if weights is None:
+        loss = per_row.mean()
+    else:
+        w = weights.to(per_row.dtype)
+        loss = (per_row * w).sum() / w.sum().clamp(min=1e-12)
+    with torch.no_grad():
+        accuracy = float((logits.argmax(dim=1) == labels).float().mean()) if q.shape[0] else 0.0
+    return LossOutput(loss=loss, logits=logits, accuracy=accuracy)

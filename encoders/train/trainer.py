@@ -1,0 +1,303 @@
+"""Train a :class:`~encoders.model.tower.QueryTower` into a frozen pin space.
+
+``train(config) -> TrainResult`` reads a dataset directory (``pins.parquet`` with ``embedding``,
+``engagements.parquet``, optional ``judgments.parquet``), trains with the in-batch softmax of
+:mod:`encoders.train.loss` and writes a run directory::
+
+    tower_config.json, tower.pt      the trained tower (QueryTower.save)
+    checkpoint.pt                    model/optimizer/scheduler/temperature/sampler/RNG state + step
+    train_log.jsonl                  one JSON object per logging step
+    train_summary.json               config, steps, epochs, wall time, final loss, stop reason
+    hard_negatives.npz               mined hard negatives (when used; reused on resume)
+
+The pin matrix ``(P, D)`` is frozen; when D differs from the encoder's hidden size the readout is
+randomly initialised, otherwise it starts as the identity (the untrained tower = zero-shot model).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from encoders.data.schema import DatasetPaths, pin_embedding_matrix, read_table
+from encoders.model.tower import QueryTower, TowerConfig, encode_texts, load_tokenizer
+from encoders.train.config import TrainConfig, TrainResult
+from encoders.train.loss import Temperature, in_batch_softmax_loss
+from encoders.train.negatives import (
+    CACHE_FILE,
+    HardNegatives,
+    bm25_rankings,
+    dense_rankings,
+    select_candidates,
+)
+from encoders.train.sampler import PairSampler, TrainingPairs, training_pairs
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class TrainDataError(ValueError):
+    """The dataset or run directory cannot be used for training (names the file and what is expected)."""
+
+
+def load_training_data(data_dir: str | Path) -> tuple[list[str], list[str], np.ndarray, Any, Any]:
+    """``(pin_ids, pin_texts, pin_emb (P, D) float32, engagements table, judgments table | None)``."""
+    paths = DatasetPaths(Path(data_dir))
+    pins = read_table(paths.pins, "pins")
+    if "embedding" not in pins.column_names:
+        raise TrainDataError(
+            f"file {paths.pins}: no 'embedding' column; the frozen pin embeddings are required "
+            "(run `searchsage pins embed --data DIR` first)"
+        )
+    emb = pin_embedding_matrix(pins)
+    engagements = read_table(paths.engagements, "engagements")
+    judgments = read_table(paths.judgments, "judgments") if paths.judgments.exists() else None
+    return pins.column("pin_id").to_pylist(), pins.column("text").to_pylist(), emb, engagements, judgments
+
+
+def _judged_by_query(judgments: Any, pin_index: dict[str, int]) -> dict[str, dict[int, float]]:
+    out: dict[str, dict[int, float]] = {}
+    if judgments is None:
+        return out
+    for q, pid, g in zip(
+        judgments.column("query").to_pylist(), judgments.column("pin_id").to_pylist(),
+        judgments.column("grade").to_pylist(), strict=True,
+    ):
+        if pid in pin_index:
+            out.setdefault(q, {})[pin_index[pid]] = float(g)
+    return out
+
+
+def mine_hard_negatives(
+    config: TrainConfig, tower: QueryTower, tokenizer: Any, pairs: TrainingPairs, pin_texts: list[str],
+    pin_emb: np.ndarray, judged: dict[str, dict[int, float]], run_dir: Path,
+) -> HardNegatives:
+    """Compute (or load the run's cached) hard negatives for every training query."""
+    cache = run_dir / CACHE_FILE
+    if cache.exists():
+        return HardNegatives.load(cache)
+    queries = sorted(set(pairs.queries.tolist()))
+    hi = config.hard_negative_window[1]
+    rankings = []
+    if config.hard_negative_source in ("bm25", "both"):
+        rankings.append(bm25_rankings(queries, pin_texts, hi, threads=config.threads))
+    if config.hard_negative_source in ("zeroshot", "both"):
+        q_emb = encode_texts(tower, tokenizer, queries, config.max_length, progress=config.progress).numpy()
+        rankings.append(dense_rankings(q_emb, pin_emb, hi))
+    negs = select_candidates(
+        queries, rankings, pairs.positives_by_query(), judged, config.hard_negative_window,
+        config.hard_negative_exclude_grade,
+    )
+    negs.save(cache)
+    return negs
+
+
+def _lr_lambda(total_steps: int, warmup_steps: int):
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return f
+
+
+def _build_tower(config: TrainConfig, base_model: str, dim: int) -> QueryTower:
+    from transformers import AutoConfig
+
+    hidden = int(AutoConfig.from_pretrained(base_model).hidden_size)
+    init = config.readout_init
+    if init == "auto":
+        init = "identity" if dim == hidden else "random"
+    tcfg = TowerConfig(
+        base_model=base_model, out_dim=dim, pooling=config.pooling, normalize=True,
+        max_length=config.max_length, readout_init=init,
+    )
+    return QueryTower(tcfg)
+
+
+class _Negatives:
+    """Draws the extra negative columns of one step: hard + random + queue (ids into the pin matrix)."""
+
+    def __init__(self, config: TrainConfig, n_pins: int, hard: HardNegatives | None, seed: int):
+        self.config, self.n_pins, self.hard = config, n_pins, hard
+        self.rng = np.random.default_rng([seed, 1])
+        self.queue = np.zeros(0, dtype=np.int64)
+        self.all_ids = torch.arange(n_pins) if config.random_negatives < 0 else None
+
+    def draw(self, queries: list[str], pos: np.ndarray) -> torch.Tensor | None:
+        parts = []
+        if self.hard is not None and self.config.hard_negatives > 0:
+            parts.append(self.hard.sample(queries, self.config.hard_negatives, self.rng))
+        if self.config.random_negatives > 0:
+            parts.append(self.rng.integers(0, self.n_pins, self.config.random_negatives))
+        if self.config.queue_size > 0 and len(self.queue):
+            parts.append(self.queue)
+        if self.config.queue_size > 0:
+            self.queue = np.concatenate([pos, self.queue])[: self.config.queue_size]
+        ids = torch.from_numpy(np.concatenate(parts).astype(np.int64)) if parts else None
+        if self.all_ids is not None:
+            ids = self.all_ids if ids is None else torch.cat([ids, self.all_ids])
+        return ids
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state, "queue": self.queue.tolist()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.queue = np.asarray(state["queue"], dtype=np.int64)
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Run (or resume) one training run; see the module docstring for the outputs."""
+    from tqdm.auto import tqdm
+
+    from encoders.model.base_model import resolve_base_model
+
+    t_start = time.perf_counter()
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    run_dir = Path(config.out)
+    ckpt_path = run_dir / CHECKPOINT
+    if run_dir.exists() and (run_dir / "train_summary.json").exists() and not config.resume:
+        raise TrainDataError(f"run directory {run_dir} already holds a finished run; pass --resume or a new --out")
+    if config.resume and not ckpt_path.exists():
+        raise TrainDataError(f"--resume given but {ckpt_path} does not exist")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    base_model = str(resolve_base_model(config.base_model))
+
+    pin_ids, pin_texts, pin_emb, engagements, judgments = load_training_data(config.data)
+    pin_index = {p: i for i, p in enumerate(pin_ids)}
+    pairs = training_pairs(engagements, pin_index, judgments, config.extra_positive_grade, config.extra_positive_weight)
+    sampler = PairSampler(pairs, config.batch_size, config.seed, config.max_per_pin, config.task_weights)
+    known = pairs.positives_by_query() if config.mask_known_positives else None
+    pins_t = torch.from_numpy(np.array(pin_emb, dtype=np.float32, copy=True))
+
+    tower = _build_tower(config, base_model, pin_emb.shape[1])
+    tokenizer = load_tokenizer(base_model)
+    temperature = Temperature(config.temperature, learn=config.learn_temperature)
+    hard = None
+    if config.hard_negatives > 0:
+        judged = _judged_by_query(judgments, pin_index)
+        hard = mine_hard_negatives(config, tower, tokenizer, pairs, pin_texts, pin_emb, judged, run_dir)
+    negatives = _Negatives(config, len(pin_ids), hard, config.seed)
+
+    readout = list(tower.readout.parameters())
+    encoder_params = [p for n, p in tower.named_parameters() if not n.startswith("readout.")]
+    decay = [p for p in encoder_params if p.ndim > 1]
+    no_decay = [p for p in encoder_params if p.ndim <= 1]
+    groups = [
+        {"params": decay, "lr": config.lr, "weight_decay": config.weight_decay},
+        {"params": no_decay, "lr": config.lr, "weight_decay": 0.0},
+        {"params": readout, "lr": config.readout_lr, "weight_decay": 0.0},
+    ]
+    if config.learn_temperature:
+        groups.append({"params": [temperature.log_tau], "lr": config.temperature_lr, "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups)
+    per_epoch = sampler.batches_per_epoch()
+    total_steps = max(1, math.ceil(config.epochs * per_epoch))
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    sched_steps = config.schedule_steps or total_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(sched_steps, int(config.warmup_ratio * sched_steps))
+    )
+
+    step, elapsed_before = 0, 0.0
+    if config.resume:
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        tower.load_state_dict(state["model"])
+        temperature.load_state_dict(state["temperature"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        sampler.load_state_dict(state["sampler"])
+        negatives.load_state_dict(state["negatives"])
+        torch.set_rng_state(state["torch_rng"])
+        step, elapsed_before = int(state["step"]), float(state.get("elapsed_s", 0.0))
+
+    def save_checkpoint() -> None:
+        state = {
+            "model": tower.state_dict(), "temperature": temperature.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "sampler": sampler.state_dict(), "negatives": negatives.state_dict(),
+            "torch_rng": torch.get_rng_state(), "step": step, "config": config.to_dict(),
+            "elapsed_s": elapsed_before + time.perf_counter() - t_start,
+        }
+        tmp = ckpt_path.with_suffix(".pt.tmp")
+        torch.save(state, tmp)
+        tmp.replace(ckpt_path)
+
+    log_file = (run_dir / "train_log.jsonl").open("a")
+    deadline = None if config.max_minutes is None else t_start + 60.0 * config.max_minutes - elapsed_before
+    history: list[tuple[int, float]] = []
+    window_loss, window_acc, window_n = 0.0, 0.0, 0
+    stopped_by = "max_steps" if config.max_steps is not None and total_steps == config.max_steps else "epochs"
+    tower.train()
+    bar = tqdm(total=total_steps, initial=step, disable=not config.progress, desc="train", unit="step")
+    batches = iter(sampler)
+    try:
+        while step < total_steps:
+            if deadline is not None and time.perf_counter() >= deadline:
+                stopped_by = "max_minutes"
+                break
+            batch = next(batches)
+            tok = tokenizer(batch.queries, padding=True, truncation=True, max_length=config.max_length,
+                            return_tensors="pt")
+            q = tower(tok["input_ids"], tok["attention_mask"])
+            pos = torch.from_numpy(batch.pin_idx)
+            extra_ids = negatives.draw(batch.queries, batch.pin_idx)
+            out = in_batch_softmax_loss(
+                q, pins_t[pos], temperature(), pos,
+                extra=None if extra_ids is None else pins_t[extra_ids], extra_ids=extra_ids,
+                known_positives=None if known is None else [known.get(x, set()) for x in batch.queries],
+                weights=torch.from_numpy(batch.weights),
+            )
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            nn.utils.clip_grad_norm_(tower.parameters(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            window_loss, window_acc, window_n = window_loss + float(out.loss.detach()), window_acc + out.accuracy, window_n + 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(out.loss.detach()):.3f}", tau=f"{float(temperature()):.3f}")
+            if step % config.log_every == 0 or step == total_steps:
+                rec = {
+                    "step": step, "epoch": round(step / per_epoch, 4), "loss": window_loss / window_n,
+                    "accuracy": window_acc / window_n, "lr": scheduler.get_last_lr()[0],
+                    "readout_lr": scheduler.get_last_lr()[2], "temperature": float(temperature()),
+                    "elapsed_s": round(elapsed_before + time.perf_counter() - t_start, 3),
+                }
+                log_file.write(json.dumps(rec) + "\n")
+                log_file.flush()
+                history.append((step, rec["loss"]))
+                window_loss, window_acc, window_n = 0.0, 0.0, 0
+            if config.checkpoint_every and step % config.checkpoint_every == 0:
+                save_checkpoint()
+    finally:
+        bar.close()
+        log_file.close()
+    if window_n:
+        history.append((step, window_loss / window_n))
+    save_checkpoint()
+    tower.eval()
+    tower.save(run_dir)
+    wall = elapsed_before + time.perf_counter() - t_start
+    final_loss = history[-1][1] if history else float("nan")
+    summary = {
+        "config": config.to_dict(), "base_model": base_model, "steps": step, "total_steps": total_steps,
+        "batches_per_epoch": per_epoch, "epochs": round(step / per_epoch, 4), "train_pairs": len(pairs),
+        "pins": len(pin_ids), "dim": int(pin_emb.shape[1]), "wall_time_s": round(wall, 2),
+        "final_loss": final_loss, "temperature": float(temperature()), "stopped_by": stopped_by,
+        "readout_init": tower.config.readout_init,
+    }
+    (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    return TrainResult(
+        run_dir=run_dir, steps=step, epochs=step / per_epoch, wall_time_s=wall, final_loss=final_loss,
+        stopped_by=stopped_by, temperature=float(temperature()), history=history,
+    )

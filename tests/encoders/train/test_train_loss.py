@@ -1,0 +1,86 @@
+"""Golden-value tests of the in-batch softmax loss, its masking and the temperature."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from encoders.train.loss import Temperature, build_mask, in_batch_softmax_loss
+
+
+def _ce(row: list[float], label: int) -> float:
+    finite = [x for x in row if x != float("-inf")]
+    return -(row[label] - math.log(sum(math.exp(x) for x in finite)))
+
+
+def test_two_by_two_matches_hand_computation() -> None:
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    p = torch.tensor([[0.6, 0.8], [1.0, 0.0]])
+    out = in_batch_softmax_loss(q, p, 0.5, torch.tensor([0, 1]))
+    # logits = q @ p.T / 0.5 = [[1.2, 2.0], [1.6, 0.0]]
+    expected = (_ce([1.2, 2.0], 0) + _ce([1.6, 0.0], 1)) / 2
+    assert out.loss.item() == pytest.approx(expected, rel=1e-6)
+    assert torch.allclose(out.logits, torch.tensor([[1.2, 2.0], [1.6, 0.0]]))
+    assert out.accuracy == 0.0  # both rows prefer the wrong column
+
+
+def test_duplicate_pins_in_batch_are_masked() -> None:
+    q = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+    p = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # rows 0 and 1 share pin 7
+    out = in_batch_softmax_loss(q, p, 1.0, torch.tensor([7, 7, 3]))
+    assert out.logits[0, 1].item() == float("-inf") and out.logits[1, 0].item() == float("-inf")
+    assert out.logits[0, 0].item() == pytest.approx(1.0) and out.logits[1, 1].item() == pytest.approx(0.8)
+    expected = (_ce([1.0, float("-inf"), 0.0], 0) + _ce([float("-inf"), 0.8, 0.6], 1) + _ce([0.0, 0.0, 1.0], 2)) / 3
+    assert out.loss.item() == pytest.approx(expected, rel=1e-6)
+    unmasked = in_batch_softmax_loss(q, p, 1.0, torch.tensor([7, 8, 3]))
+    assert unmasked.loss.item() > out.loss.item()
+
+
+def test_extra_negatives_mask_the_positive_and_known_positives() -> None:
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    p = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    extra = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, -1.0]])
+    extra_ids = torch.tensor([0, 5, 9])  # column 2 is pin 0 = row 0's positive
+    out = in_batch_softmax_loss(
+        q, p, 1.0, torch.tensor([0, 1]), extra=extra, extra_ids=extra_ids, known_positives=[set(), {5}]
+    )
+    assert out.logits.shape == (2, 5)
+    assert out.logits[0, 2].item() == float("-inf")  # extra copy of row 0's positive
+    assert out.logits[1, 3].item() == float("-inf")  # pin 5 is a known positive of query 1
+    assert out.logits[0, 3].item() == pytest.approx(0.6)  # but a plain negative for query 0
+    expected = (_ce([1.0, 0.0, float("-inf"), 0.6, 0.0], 0) + _ce([0.0, 1.0, 0.0, float("-inf"), -1.0], 1)) / 2
+    assert out.loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_build_mask_keeps_the_diagonal() -> None:
+    m = build_mask(torch.tensor([4, 4, 4]), known_positives=[{4}, {4}, {4}])
+    assert m.diagonal().tolist() == [False, False, False]
+    assert m.sum().item() == 6
+
+
+def test_weights_give_a_weighted_mean() -> None:
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    p = torch.tensor([[0.6, 0.8], [1.0, 0.0]])
+    w = torch.tensor([1.0, 3.0])
+    out = in_batch_softmax_loss(q, p, 0.5, torch.tensor([0, 1]), weights=w)
+    expected = (1 * _ce([1.2, 2.0], 0) + 3 * _ce([1.6, 0.0], 1)) / 4
+    assert out.loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_learned_temperature_gets_gradient_and_is_clamped() -> None:
+    t = Temperature(0.05, learn=True)
+    assert t().item() == pytest.approx(0.05)
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    p = torch.tensor([[0.6, 0.8], [0.8, 0.6]])
+    out = in_batch_softmax_loss(q, p, t(), torch.tensor([0, 1]))
+    out.loss.backward()
+    assert t.log_tau.grad is not None and t.log_tau.grad.item() != 0.0
+    with torch.no_grad():
+        t.log_tau.fill_(math.log(1e-5))
+    assert t().item() == pytest.approx(0.01)
+    fixed = Temperature(0.07)
+    assert not fixed.log_tau.requires_grad
+    with pytest.raises(ValueError, match="outside"):
+        Temperature(5.0)

@@ -1,0 +1,114 @@
+"""End-to-end training on a tiny random BERT: loss falls, run directory, exact resume, CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from encoders.data.schema import write_table
+from encoders.model.tower import QueryTower
+from encoders.train.config import TrainConfig
+from encoders.train.trainer import TrainDataError, train
+
+WORDS = ["chair", "table", "lamp", "door", "window", "floor", "tile", "paint", "brush", "drill", "saw", "hammer", "nail", "screw", "shelf", "sink"]
+COLORS = ["red", "blue", "green", "black", "white", "steel", "wood", "oak"]
+
+
+def _dataset(root: Path, dim: int, with_embedding: bool = True) -> Path:
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(len(WORDS), dim)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    pins = {"pin_id": [f"p{i}" for i in range(len(WORDS))], "text": [f"{w} item" for w in WORDS]}
+    if with_embedding:
+        pins["embedding"] = pa.array(emb.tolist(), pa.list_(pa.float32()))
+    write_table(pa.table(pins), root / "pins.parquet", "pins")
+    rows = [(f"{c} {w}", f"p{i}", "organic" if j % 2 else "shopping") for i, w in enumerate(WORDS)
+            for j, c in enumerate(COLORS)]
+    ts = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    write_table(pa.table({
+        "query": [r[0] for r in rows], "pin_id": [r[1] for r in rows], "task": [r[2] for r in rows],
+        "action": ["save"] * len(rows), "timestamp": pa.array([ts] * len(rows), pa.timestamp("us", tz="UTC")),
+    }), root / "engagements.parquet", "engagements")
+    write_table(pa.table({"query": ["red chair"], "pin_id": ["p1"], "grade": [1.0]}), root / "judgments.parquet",
+                "judgments")
+    return root
+
+
+def _config(data: Path, out: Path, base: Path, **kw: object) -> TrainConfig:
+    base_kw: dict[str, object] = dict(
+        data=str(data), out=str(out), base_model=str(base), batch_size=16, lr=1e-3, readout_lr=1e-2,
+        temperature=0.1, epochs=100, max_per_pin=None, log_every=5, progress=False, threads=1,
+    )
+    base_kw.update(kw)
+    return TrainConfig(**base_kw)  # type: ignore[arg-type]
+
+
+def test_loss_falls_and_run_directory_is_complete(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    data = _dataset(tmp_path / "data", dim=16)  # D != hidden (32) → random readout
+    result = train(_config(data, tmp_path / "run", tiny_bert_dir, max_steps=60, hard_negatives=2,
+                           hard_negative_window=(0, 8), random_negatives=4, queue_size=16))
+    first, last = result.history[0][1], result.history[-1][1]
+    assert result.steps == 60 and result.stopped_by == "max_steps"
+    assert last < 0.7 * first, result.history
+    run = tmp_path / "run"
+    for name in ("tower_config.json", "tower.pt", "checkpoint.pt", "train_log.jsonl", "train_summary.json",
+                 "hard_negatives.npz"):
+        assert (run / name).exists(), name
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert summary["steps"] == 60 and summary["readout_init"] == "random" and summary["dim"] == 16
+    log = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(5, 61, 5))
+    tower = QueryTower.load(run)
+    assert tower.out_dim == 16
+    with pytest.raises(TrainDataError, match="already holds a finished run"):
+        train(_config(data, tmp_path / "run", tiny_bert_dir, max_steps=1))
+
+
+def test_resume_continues_exactly_at_the_saved_step(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    data = _dataset(tmp_path / "data", dim=32)
+    kw = dict(schedule_steps=8, learn_temperature=True, random_negatives=3)
+    full = train(_config(data, tmp_path / "full", tiny_bert_dir, max_steps=8, **kw))
+    half = train(_config(data, tmp_path / "half", tiny_bert_dir, max_steps=4, **kw))
+    assert half.steps == 4
+    ckpt = torch.load(tmp_path / "half" / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 4 and ckpt["sampler"]["batch_index"] > 0
+    resumed = train(_config(data, tmp_path / "half", tiny_bert_dir, max_steps=8, resume=True, **kw))
+    assert resumed.steps == 8
+    a = torch.load(tmp_path / "full" / "tower.pt", weights_only=True)
+    b = torch.load(tmp_path / "half" / "tower.pt", weights_only=True)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert resumed.temperature == pytest.approx(full.temperature)
+    steps = [json.loads(x)["step"] for x in (tmp_path / "half" / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [4, 5, 8]  # first run logs 4 (its end); the resumed run logs 5 and 8
+
+
+def test_missing_embeddings_is_a_clear_cli_error(tmp_path: Path, tiny_bert_dir: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from encoders.cli.main import main
+
+    data = _dataset(tmp_path / "data", dim=8, with_embedding=False)
+    rc = main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--base-model", str(tiny_bert_dir)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no 'embedding' column" in err and "pins.parquet" in err
+    rc = main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--batch-size", "1"])
+    assert rc == 2 and "--batch-size" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--help"])
+    assert exc.value.code == 0 and "--hard-negatives" in capsys.readouterr().out
+
+
+def test_cli_trains_a_few_steps(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    from encoders.cli.main import main
+
+    data = _dataset(tmp_path / "data", dim=32)
+    rc = main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--base-model", str(tiny_bert_dir),
+               "--max-steps", "3", "--batch-size", "8", "--threads", "1", "--no-progress"])
+    assert rc == 0
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["steps"] == 3 and summary["readout_init"] == "identity"
