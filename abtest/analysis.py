@@ -1,0 +1,238 @@
+"""Orchestration: per-user table → SQL sufficient statistics → :mod:`abtest.stats` tests → tidy rows.
+
+One row per (metric × treatment arm × segment). Conventions (see ``docs/abtest.md``):
+
+* decision metrics: two-sided Welch (means), delta-method Welch (ratios) or unpooled z
+  (proportions); with CUPED (pre-period covariates present and ``cuped=True``) the CUPED-adjusted
+  Welch test instead; Holm over the decision metrics of each treatment arm (segment ``all``);
+* guardrails: one-sided non-inferiority with the catalogue's relative margin (CUPED-adjusted when
+  possible); ``guardrail_passed`` says whether the lower (upper) bound clears the margin;
+* segment slices (``head``/``torso``/``tail``): same tests, Benjamini–Hochberg over all slice rows
+  of a treatment arm (exploratory);
+* SRM: chi-square of users per arm vs the configured weights (equal by default); a failed check
+  raises :class:`SRMFailed` unless ``allow_srm`` — then every row carries ``blocked = True``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from abtest.logs import LogValidationError
+from abtest.metrics import Metric, required_columns, resolve_metrics
+from abtest.moments import Moments, arm_stats, group_moments, metric_variables
+from abtest.stats.cuped import cuped_adjust_means, cuped_adjust_ratios
+from abtest.stats.delta import ratio_ttest
+from abtest.stats.errors import StatsInputError
+from abtest.stats.guardrail import non_inferiority
+from abtest.stats.multiple import DECISION_CORRECTION, SEGMENT_CORRECTION, correct_results
+from abtest.stats.proportion import proportion_test
+from abtest.stats.result import TestResult
+from abtest.stats.sequential import sequential_test
+from abtest.stats.srm import SRM_THRESHOLD, SRMResult, srm_check
+from abtest.stats.sufficient import CovariateRatioStats
+from abtest.stats.ttest import welch_ttest
+from abtest.user_table import UserTableInfo, validate_user_table
+
+
+class SRMFailed(ValueError):
+    """The sample-ratio-mismatch check failed: the experiment's results must not be trusted."""
+
+    def __init__(self, srm: SRMResult, source: str):
+        self.srm = srm
+        obs = ", ".join(f"{a}={n}" for a, n in srm.observed.items())
+        exp = ", ".join(f"{a}={e:.0f}" for a, e in srm.expected.items())
+        super().__init__(
+            f"sample ratio mismatch in {source}: users per arm {obs}, expected {exp} "
+            f"(chi-square p={srm.p_value:.3g} < {srm.threshold}); results are blocked — fix assignment/"
+            "logging, or pass --allow-srm to write them flagged as blocked"
+        )
+
+
+@dataclass
+class AnalysisConfig:
+    """What to test and how. ``weights``: configured traffic split per arm (equal when ``None``)."""
+
+    control: str
+    metrics: tuple[str, ...] | None = None
+    alpha: float = 0.05
+    cuped: bool = True
+    segments: bool = True
+    sequential: bool = False
+    n_tune: float | None = None
+    weights: dict[str, float] | None = None
+    srm_threshold: float = SRM_THRESHOLD
+    allow_srm: bool = False
+    relative: str = "log"
+    memory_limit: str = "1GB"
+    threads: int = 2
+
+
+@dataclass
+class AnalysisResult:
+    """The tidy results table plus what the summary needs."""
+
+    experiment: str
+    control: str
+    arms: dict[str, int]
+    srm: SRMResult
+    results: pd.DataFrame
+    metrics: list[Metric]
+    info: UserTableInfo
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def blocked(self) -> bool:
+        return not self.srm.passed
+
+
+def users_relation(info: UserTableInfo, columns: list[str]) -> str:
+    """SQL over the per-user table with ``arm``, ``segment`` (``all`` if absent) and ``columns``."""
+    seg = "segment" if info.has_segment else "'all' AS segment"
+    cols = ", ".join(f'"{c}"' for c in columns)
+    return f"SELECT arm, {seg}, {cols} FROM read_parquet('{info.path}')"
+
+
+def _row(res: TestResult, metric: Metric, segment: str, cuped: bool, raw: tuple[float, float], **extra) -> dict:
+    return {
+        "metric": metric.name, "kind": metric.kind, "role": metric.role, "segment": segment,
+        "control": res.control, "treatment": res.treatment,
+        "control_value": res.control_value, "treatment_value": res.treatment_value,
+        "control_raw": raw[0], "treatment_raw": raw[1],
+        "abs_delta": res.abs_delta, "abs_ci_low": res.abs_ci[0], "abs_ci_high": res.abs_ci[1],
+        "rel_delta": res.rel_delta, "rel_ci_low": res.rel_ci[0], "rel_ci_high": res.rel_ci[1],
+        "p_value": res.p_value, "p_value_adjusted": res.p_value_adjusted, "correction": res.correction,
+        "significant": bool(res.significant), "alternative": res.alternative, "alpha": res.alpha,
+        "method": res.method, "cuped": cuped, "n_control": res.n_control, "n_treatment": res.n_treatment,
+        "higher_is_better": metric.higher_is_better, "margin": metric.margin, "note": res.note, **extra,
+    }  # fmt: skip
+
+
+def _raw_value(stats) -> float:
+    base = getattr(stats, "metric", stats)
+    for attr in ("mean", "ratio", "p"):
+        if hasattr(base, attr):
+            return float(getattr(base, attr))
+    return math.nan
+
+
+def compare_metric(
+    metric: Metric, mc: Moments, mt: Moments, names: tuple[str, str], cfg: AnalysisConfig, cuped: bool
+) -> tuple[TestResult, dict]:
+    """One metric, one treatment arm vs control, one segment → ``(TestResult, extra columns)``."""
+    sc, st = arm_stats(metric, mc, cuped), arm_stats(metric, mt, cuped)
+    kw = {"metric": metric.name, "control_name": names[0], "treatment_name": names[1], "alpha": cfg.alpha}
+    extra: dict = {"raw": (_raw_value(sc), _raw_value(st)), "variance_reduction": math.nan, "guardrail_passed": None}
+    if cuped:
+        adjust = cuped_adjust_ratios if isinstance(sc, CovariateRatioStats) else cuped_adjust_means
+        adj = adjust(sc, st, metric=metric.name)
+        tc, tt, method = adj.control, adj.treatment, f"cuped-{'delta-' if metric.kind == 'ratio' else ''}welch-t"
+        extra["variance_reduction"] = adj.variance_reduction
+        plain_c, plain_t = arm_stats(metric, mc, False), arm_stats(metric, mt, False)
+    else:
+        tc, tt, method = sc, st, None
+        plain_c, plain_t = sc, st
+    if metric.role == "guardrail":
+        g = non_inferiority(tc, tt, margin=float(metric.margin), relative=True,
+                            higher_is_better=bool(metric.higher_is_better), **kw)
+        res = g.test if method is None else g.test.with_(method=f"non-inferiority-{method}")
+        extra["guardrail_passed"] = g.passed
+    elif cuped:
+        res = welch_ttest(tc, tt, relative=cfg.relative, method=method, **kw)
+    elif metric.kind == "ratio":
+        res = ratio_ttest(tc, tt, relative=cfg.relative, **kw)
+    elif metric.kind == "proportion":
+        res = proportion_test(tc, tt, relative=cfg.relative, **kw)
+    else:
+        res = welch_ttest(tc, tt, relative=cfg.relative, **kw)
+    if cfg.sequential:
+        n_tune = cfg.n_tune or (plain_c.n + plain_t.n)
+        seq = sequential_test(plain_c, plain_t, n_tune=n_tune, alpha=cfg.alpha, metric=metric.name,
+                              control_name=names[0], treatment_name=names[1])
+        extra.update(seq_ci_low=seq.abs_ci[0], seq_ci_high=seq.abs_ci[1], seq_p_value=seq.p_value)
+    return res, extra
+
+
+def _failed(metric: Metric, names: tuple[str, str], mc: Moments, mt: Moments, cfg: AnalysisConfig, why: str):
+    nan = math.nan
+    return TestResult(metric.name, names[0], names[1], nan, nan, nan, (nan, nan), nan, (nan, nan), nan,
+                      "two-sided", cfg.alpha, "not-tested", mc.n, mt.n, nan, note=why)  # fmt: skip
+
+
+def check_arms(arms: dict[str, int], cfg: AnalysisConfig, source: Path) -> list[str]:
+    """The treatment arms; raises when the control is missing or an arm is empty."""
+    if cfg.control not in arms:
+        raise LogValidationError(source, f"control arm {cfg.control!r} not found; arms present: {sorted(arms)}",
+                                 column="arm")
+    for arm, w in (cfg.weights or {}).items():
+        if w > 0 and arms.get(arm, 0) == 0:
+            raise LogValidationError(source, f"arm {arm!r} has no users (empty arm); arms present: {sorted(arms)}",
+                                     column="arm")
+    treatments = [a for a in arms if a != cfg.control]
+    if not treatments:
+        raise LogValidationError(source, f"only the control arm {cfg.control!r} has users; nothing to compare",
+                                 column="arm")
+    return treatments
+
+
+def analyze_user_table(users_path: str | Path, config: AnalysisConfig, experiment: str | None = None) -> AnalysisResult:
+    """Run every configured metric over a per-user table (``users.parquet``) → :class:`AnalysisResult`.
+
+    Raises :class:`SRMFailed` (unless ``allow_srm``), :class:`LogValidationError` for bad tables or
+    arms, :class:`abtest.metrics.UnknownMetricError` for unknown metric names.
+    """
+    import duckdb
+
+    metrics = resolve_metrics(config.metrics)
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{config.memory_limit}'; SET threads = {int(config.threads)}")
+    try:
+        info = validate_user_table(users_path, required_columns(metrics), con)
+        cuped_on = {m.name: config.cuped and all(info.has_pre(c) for c in m.columns) for m in metrics}
+        variables = sorted({v for m in metrics for v in metric_variables(m, cuped_on[m.name])})
+        needed = sorted({v[4:] if v.startswith("any_") else v for v in variables})
+        moments = group_moments(con, users_relation(info, needed), variables)
+    finally:
+        con.close()
+    arms = {a: m.n for (a, s), m in moments.items() if s == "all"}
+    treatments = check_arms(arms, config, info.path)
+    weights = config.weights or dict.fromkeys(arms, 1.0)
+    srm = srm_check({a: arms.get(a, 0) for a in weights}, weights, threshold=config.srm_threshold)
+    if not srm.passed and not config.allow_srm:
+        raise SRMFailed(srm, str(info.path))
+    segments = ["all"] + (sorted({s for (_, s) in moments if s != "all"}) if config.segments else [])
+    rows: list[dict] = []
+    for arm in treatments:
+        results: dict[tuple[str, str], tuple[TestResult, dict, Metric]] = {}
+        for seg in segments:
+            for m in metrics:
+                mc = moments.get((config.control, seg), Moments(arms[config.control]))
+                mt = moments.get((arm, seg), Moments(arms[arm]))
+                for mm in (mc, mt):  # a slice nobody used: all sums are zero
+                    if not mm.sums:
+                        mm.sums = dict.fromkeys(variables, 0.0)
+                        mm.cross = {(a, b): 0.0 for a in variables for b in variables if a <= b}
+                try:
+                    res, extra = compare_metric(m, mc, mt, (config.control, arm), config, cuped_on[m.name])
+                except StatsInputError as exc:
+                    res, extra = _failed(m, (config.control, arm), mc, mt, config, str(exc)), {"raw": (math.nan,) * 2}
+                results[(seg, m.name)] = (res, extra, m)
+        families = {
+            DECISION_CORRECTION: [k for k, v in results.items() if k[0] == "all" and v[2].role == "decision"],
+            SEGMENT_CORRECTION: [k for k, v in results.items() if k[0] != "all" and v[2].role != "guardrail"],
+        }
+        for method, keys in families.items():
+            corrected = correct_results([results[k][0] for k in keys], method)
+            for k, r in zip(keys, corrected, strict=True):
+                results[k] = (r, results[k][1], results[k][2])
+        for (seg, _), (res, extra, m) in results.items():
+            raw = extra.pop("raw")
+            rows.append(_row(res, m, seg, cuped_on[m.name] and res.method.startswith(("cuped", "non-inferiority-cuped")),
+                             raw, blocked=not srm.passed, **extra))
+    return AnalysisResult(
+        experiment=experiment or info.experiment or Path(users_path).parent.name or "experiment",
+        control=config.control, arms=arms, srm=srm, results=pd.DataFrame(rows), metrics=metrics, info=info,
+    )
