@@ -1,0 +1,204 @@
+"""Ranker-facing numpy access to embedding feature views, on the records stock Feast reads/writes.
+
+>>> store = EmbeddingStore.from_repo("feature_repo", feature_view="pin_embedding")
+>>> matrix, found = store.fetch(["pin-1", "pin-2"])      # (2, D) float32, (2,) bool
+>>> store.write(["pin-3"], vectors, model_version="abc")  # stock get_online_features reads it
+
+``fetch`` sends one pipelined ``HMGET key <embedding field>`` per key and parses the
+``float_list_val`` bytes with numpy; ``write`` builds the same bytes with numpy and sends one
+pipelined ``HSET`` per key. Missing keys come back as zero rows with ``found=False``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from encoders.featurestore import codec
+from encoders.featurestore.connection import (
+    connect,
+    explain_failure,
+    parse_connection_string,
+    resolve_connection_string,
+)
+
+#: Rows per Redis pipeline round trip for reads and writes.
+PIPELINE_ROWS = 4096
+
+
+class FeatureViewNotFound(LookupError):
+    """The feature view is not in the repository's registry (``feast apply`` not run?)."""
+
+
+@dataclass
+class EmbeddingStore:
+    """Read/write ``embedding`` (Array(Float32), length ``dim``) + ``model_version`` of one view.
+
+    ``project`` and ``feature_view`` name the Feast records; ``join_key`` is the entity's only
+    join key; ``value_type`` is :data:`codec.VALUE_TYPE_STRING` or ``VALUE_TYPE_INT64``.
+    """
+
+    client: Any
+    project: str
+    feature_view: str
+    join_key: str
+    dim: int
+    value_type: int = codec.VALUE_TYPE_STRING
+    key_ttl_seconds: int | None = None
+    connection: str = ""
+
+    def __post_init__(self) -> None:
+        self._keys = codec.EntityKeyEncoder(self.join_key, self.project, self.value_type)
+        self._emb_field = codec.feature_field(self.feature_view, "embedding")
+        self._mv_field = codec.feature_field(self.feature_view, "model_version")
+        self._ts_field = codec.timestamp_field(self.feature_view)
+
+    # --- construction --------------------------------------------------------------------------
+    @classmethod
+    def from_repo(cls, repo_path: str | Path = "feature_repo", feature_view: str = "query_embedding",
+                  dim: int | None = None) -> EmbeddingStore:
+        """Open ``feature_view`` of an applied repository (reads ``feature_store.yaml`` + registry)."""
+        from feast import FeatureStore
+
+        store = FeatureStore(repo_path=str(repo_path))
+        try:
+            view = store.get_feature_view(feature_view)
+        except Exception as exc:
+            raise FeatureViewNotFound(
+                f"feature view {feature_view!r} not found in the registry of {repo_path} ({exc}); "
+                f"run `feast -c {repo_path} apply` first"
+            ) from exc
+        return cls.from_config(store.config, view, dim=dim)
+
+    @classmethod
+    def from_config(cls, config: Any, view: Any, dim: int | None = None, client: Any = None) -> EmbeddingStore:
+        """Build from a Feast ``RepoConfig`` and a ``FeatureView`` object."""
+        from feast.value_type import ValueType
+
+        online = config.online_store
+        conn = resolve_connection_string(getattr(online, "connection_string", None))
+        cluster = str(getattr(online, "redis_type", "redis")).endswith("redis_cluster")
+        if len(view.entity_columns) != 1:
+            raise ValueError(f"feature view {view.name!r} must have exactly one join key, has {view.entity_columns}")
+        col = view.entity_columns[0]
+        vt = col.dtype.to_value_type()
+        if vt not in (ValueType.STRING, ValueType.INT64):
+            raise ValueError(f"feature view {view.name!r}: join key {col.name!r} must be String or Int64, is {vt}")
+        value_type = codec.VALUE_TYPE_INT64 if vt == ValueType.INT64 else codec.VALUE_TYPE_STRING
+        declared = next((int(f.vector_length) for f in view.features
+                         if f.name == "embedding" and getattr(f, "vector_length", 0)), None)
+        width = dim or declared
+        if width is None:
+            raise ValueError(f"feature view {view.name!r} declares no embedding vector_length; pass dim=")
+        if dim is not None and declared is not None and dim != declared:
+            raise ValueError(f"dim={dim} but feature view {view.name!r} declares vector_length={declared}")
+        return cls(
+            client=client if client is not None else connect(conn, cluster=cluster),
+            project=config.project, feature_view=view.name, join_key=col.name, dim=width,
+            value_type=value_type, key_ttl_seconds=getattr(online, "key_ttl_seconds", None), connection=conn,
+        )
+
+    # --- keys ----------------------------------------------------------------------------------
+    def redis_keys(self, keys: Sequence[str | int]) -> list[bytes]:
+        """Feast's Redis key (serialized entity key + project) for each entity value."""
+        return self._keys.encode(keys)
+
+    def _run(self, fn: Any) -> Any:
+        import redis
+
+        try:
+            return fn()
+        except (redis.ConnectionError, redis.AuthenticationError) as exc:
+            raise explain_failure(parse_connection_string(self.connection or "localhost:6379"), exc) from exc
+
+    # --- read ----------------------------------------------------------------------------------
+    def fetch(self, keys: Sequence[str | int]) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings of ``keys``: ``(N, dim) float32`` and ``found`` ``(N,) bool``.
+
+        Rows of keys that are absent (never written, expired, or written for another view) are
+        zeros with ``found=False``. Values are bit-identical to ``get_online_features``.
+        """
+        raw = self.fetch_raw(keys, [self._emb_field])
+        return codec.decode_float_lists([r[0] for r in raw], self.dim)
+
+    def fetch_with_versions(self, keys: Sequence[str | int]) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+        """Like :meth:`fetch`, plus each row's ``model_version`` (None when missing)."""
+        raw = self.fetch_raw(keys, [self._emb_field, self._mv_field])
+        matrix, found = codec.decode_float_lists([r[0] for r in raw], self.dim)
+        versions = [_decode_string_value(r[1]) for r in raw]
+        return matrix, found, versions
+
+    def fetch_raw(self, keys: Sequence[str | int], fields: list[bytes]) -> list[list[bytes | None]]:
+        """One ``HMGET`` reply per key for the given hash ``fields`` (pipelined)."""
+        rkeys = self.redis_keys(keys)
+
+        def go() -> list[list[bytes | None]]:
+            out: list[list[bytes | None]] = []
+            for start in range(0, len(rkeys), PIPELINE_ROWS):
+                with self.client.pipeline(transaction=False) as pipe:
+                    for k in rkeys[start : start + PIPELINE_ROWS]:
+                        pipe.execute_command("HMGET", k, *fields)
+                    out.extend(pipe.execute())
+            return out
+
+        return self._run(go)
+
+    # --- write ---------------------------------------------------------------------------------
+    def write(self, keys: Sequence[str | int], matrix: np.ndarray, model_version: str | Sequence[str],
+              event_timestamp: datetime | Sequence[datetime] | None = None) -> int:
+        """Write rows that stock Feast reads: ``embedding``, ``model_version`` and the event time.
+
+        ``matrix``: ``(N, dim)`` float32 (other float dtypes are cast). ``model_version``: one string
+        or N strings. ``event_timestamp``: one datetime, N datetimes, or None (= now, UTC).
+        Re-writing a key overwrites it (last write wins). Returns N.
+        """
+        m = np.asarray(matrix)
+        if m.ndim != 2 or m.shape[1] != self.dim or m.shape[0] != len(keys):
+            raise ValueError(
+                f"{self.feature_view}: expected matrix of shape ({len(keys)}, {self.dim}), got {m.shape}"
+            )
+        n = len(keys)
+        values = codec.encode_float_list(m.astype(np.float32, copy=False))
+        if isinstance(model_version, str):
+            mvs = [codec.encode_string_value(model_version)] * n
+        else:
+            mvs = [codec.encode_string_value(v) for v in model_version]
+        if event_timestamp is None or isinstance(event_timestamp, datetime):
+            ts = codec.encode_timestamp(event_timestamp or datetime.now(timezone.utc))
+            tss = [ts] * n
+        else:
+            tss = [codec.encode_timestamp(t) for t in event_timestamp]
+        self.write_encoded(self.redis_keys(keys), values, mvs, tss)
+        return n
+
+    def write_encoded(self, rkeys: Sequence[bytes], values: Sequence[bytes], mvs: Sequence[bytes],
+                      tss: Sequence[bytes]) -> None:
+        """Pipelined ``HSET`` of already-encoded records (used by the materialisation engine)."""
+        ef, mf, tf, ttl = self._emb_field, self._mv_field, self._ts_field, self.key_ttl_seconds
+
+        def go() -> None:
+            for start in range(0, len(rkeys), PIPELINE_ROWS):
+                stop = start + PIPELINE_ROWS
+                with self.client.pipeline(transaction=False) as pipe:
+                    for k, v, mv, t in zip(rkeys[start:stop], values[start:stop], mvs[start:stop], tss[start:stop], strict=True):
+                        pipe.execute_command("HSET", k, tf, t, ef, v, mf, mv)
+                        if ttl:
+                            pipe.execute_command("EXPIRE", k, ttl)
+                    pipe.execute()
+
+        self._run(go)
+
+
+def _decode_string_value(raw: bytes | None) -> str | None:
+    if not raw:
+        return None
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    v = Value()
+    v.ParseFromString(raw)
+    return v.string_val

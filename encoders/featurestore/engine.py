@@ -1,0 +1,139 @@
+"""Feast compute engine: the stock local engine plus a numpy write path for embedding views.
+
+Selected in ``feature_store.yaml``::
+
+    batch_engine:
+      type: encoders.featurestore.engine.EmbeddingComputeEngine
+      backend: pandas
+
+Materialisation runs Feast's own DAG (source read -> batch UDF, i.e. the ONNX encoder ->
+filter -> dedup). Only the last step differs: for a view with ``embedding: Array(Float32)`` and
+``model_version`` written to a Redis online store, the output node turns the Arrow columns into
+Feast's Redis records with numpy (:mod:`encoders.featurestore.codec`) instead of one protobuf
+``Value`` per element. Other views, and non-Redis stores, use the stock output node.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+from feast.infra.compute_engines.local.compute import LocalComputeEngine, LocalComputeEngineConfig
+from feast.infra.compute_engines.local.feature_builder import LocalFeatureBuilder
+from feast.infra.compute_engines.local.nodes import LocalOutputNode
+from feast.infra.online_stores.redis import RedisOnlineStore
+
+from encoders.featurestore import codec
+from encoders.featurestore.embeddings import EmbeddingStore
+
+ENGINE_TYPE = "encoders.featurestore.engine.EmbeddingComputeEngine"
+
+
+class EmbeddingComputeEngineConfig(LocalComputeEngineConfig):
+    """Same options as the local engine (``backend``); only ``type`` differs."""
+
+    type: Literal["encoders.featurestore.engine.EmbeddingComputeEngine"] = ENGINE_TYPE  # type: ignore[assignment]
+
+
+def is_embedding_view(view: Any) -> bool:
+    names = {f.name for f in getattr(view, "features", [])}
+    return {"embedding", "model_version"} <= names and len(getattr(view, "entity_columns", [])) == 1
+
+
+def arrow_embedding_matrix(column: pa.ChunkedArray | pa.Array, dim: int | None, view_name: str) -> np.ndarray:
+    """``list<float>`` Arrow column -> ``(N, D) float32``; ragged, null or wrong-width rows raise."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if arr.null_count:
+        raise ValueError(f"{view_name}: {arr.null_count} rows have a null embedding")
+    n = len(arr)
+    if n == 0:
+        return np.zeros((0, dim or 0), dtype=np.float32)
+    if pa.types.is_fixed_size_list(arr.type):
+        width = arr.type.list_size
+    else:
+        lengths = np.diff(np.asarray(arr.offsets))
+        width = int(lengths[0])
+        if (lengths != width).any():
+            raise ValueError(f"{view_name}: embedding rows have different lengths ({sorted(set(lengths.tolist()))[:5]})")
+    if dim is not None and width != dim:
+        raise ValueError(
+            f"{view_name}: embeddings are {width}-d but the feature view declares vector_length={dim}; "
+            f"use a bundle with D={dim} or change SEARCHSAGE_EMBEDDING_DIM and re-apply"
+        )
+    flat = np.asarray(arr.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+    return flat.reshape(n, width)
+
+
+def timestamps_to_bytes(column: pa.ChunkedArray | pa.Array) -> list[bytes]:
+    """Arrow timestamps -> ``google.protobuf.Timestamp`` bytes per row (naive = UTC)."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    ns = arr.cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_numpy(zero_copy_only=False)
+    # Feast goes through datetime (microseconds); match it exactly.
+    us = ns // 1000
+    seconds, rem = np.divmod(us, 1_000_000)
+    cache: dict[tuple[int, int], bytes] = {}
+    out = []
+    for s, r in zip(seconds.tolist(), rem.tolist(), strict=True):
+        b = cache.get((s, r))
+        if b is None:
+            b = cache[(s, r)] = codec.encode_timestamp_parts(s, r * 1000)
+        out.append(b)
+    return out
+
+
+class FastEmbeddingOutputNode(LocalOutputNode):
+    """Writes embedding views with :meth:`EmbeddingStore.write_encoded`; defers to Feast otherwise."""
+
+    def execute(self, context: Any) -> Any:
+        view = self.feature_view
+        store = context.online_store
+        if not (view.online and is_embedding_view(view) and isinstance(store, RedisOnlineStore)):
+            return super().execute(context)
+        from feast.infra.compute_engines.local.arrow_table_value import ArrowTableValue
+
+        table: pa.Table = self.get_single_table(context).data
+        output = ArrowTableValue(data=table)
+        context.node_outputs[self.name] = output
+        if table.num_rows == 0:
+            return output
+        config = context.repo_config
+        emb = EmbeddingStore.from_config(config, view, client=store._get_client(config.online_store))
+        join_key = emb.join_key
+        ts_col = view.batch_source.timestamp_field
+        batch = config.materialization_config.online_write_batch_size or table.num_rows
+        for start in range(0, table.num_rows, batch):
+            part = table.slice(start, batch)
+            matrix = arrow_embedding_matrix(part.column("embedding"), emb.dim, view.name)
+            keys = emb.redis_keys(part.column(join_key).to_pylist())
+            mvs = [codec.encode_string_value(str(v)) for v in part.column("model_version").to_pylist()]
+            emb.write_encoded(keys, codec.encode_float_list(matrix), mvs, timestamps_to_bytes(part.column(ts_col)))
+        if view.offline:
+            context.offline_store.offline_write_batch(
+                config=config, feature_view=view, table=table, progress=lambda x: None
+            )
+        return output
+
+
+class EmbeddingFeatureBuilder(LocalFeatureBuilder):
+    def build_output_nodes(self, view: Any, input_node: Any) -> Any:
+        node = FastEmbeddingOutputNode("output", self.dag_root.view, inputs=[input_node])
+        self.nodes.append(node)
+        return node
+
+
+class EmbeddingComputeEngine(LocalComputeEngine):
+    """``LocalComputeEngine`` whose materialisation plans end in :class:`FastEmbeddingOutputNode`."""
+
+    def _materialize_one(self, registry: Any, task: Any, **kwargs: Any) -> Any:
+        from feast.infra.common.materialization_job import MaterializationJobStatus
+        from feast.infra.compute_engines.local.job import LocalMaterializationJob
+
+        job_id = f"{task.feature_view.name}-{task.start_time}-{task.end_time}"
+        try:
+            context = self.get_execution_context(registry, task)
+            plan = EmbeddingFeatureBuilder(registry, task, backend=self._get_backend(context)).build()
+            plan.execute(context)
+            return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.SUCCEEDED)
+        except Exception as e:
+            return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.ERROR, error=e)

@@ -1,0 +1,69 @@
+"""Feast online store plugin: stock Redis records, env-configured connection, clear errors.
+
+Selected in ``feature_store.yaml`` by its dotted path::
+
+    online_store:
+      type: encoders.featurestore.online_store.SearchSageRedisOnlineStore
+      connection_string: ${SEARCHSAGE_REDIS}   # unset -> localhost:6379
+
+It reads and writes exactly the records of Feast's ``RedisOnlineStore`` (it *is* one), so a
+repository switched back to ``type: redis`` reads the same data. What it adds:
+
+* the connection string falls back to ``$SEARCHSAGE_REDIS`` / ``localhost:6379`` when the
+  YAML value is an unexpanded ``${...}``;
+* an unreachable server or a refused password raises :class:`RedisUnavailable` naming the
+  host, port and the command to run, instead of a redis-py traceback;
+* ``feast apply`` refuses a bundle whose embedding width differs from a feature view's
+  ``embedding`` vector length (see :func:`encoders.featurestore.udfs.check_bundle_dim`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreConfig, RedisType
+from pydantic import field_validator
+
+from encoders.featurestore.connection import connect, resolve_connection_string
+
+PLUGIN_TYPE = "encoders.featurestore.online_store.SearchSageRedisOnlineStore"
+
+
+class SearchSageRedisOnlineStoreConfig(RedisOnlineStoreConfig):
+    """``RedisOnlineStoreConfig`` whose connection string defaults to ``$SEARCHSAGE_REDIS``."""
+
+    type: Literal["encoders.featurestore.online_store.SearchSageRedisOnlineStore"] = PLUGIN_TYPE  # type: ignore[assignment]
+    connection_string: str = ""
+
+    @field_validator("connection_string", mode="before")
+    @classmethod
+    def _resolve(cls, value: Any) -> str:
+        return resolve_connection_string(str(value) if value else None)
+
+
+class SearchSageRedisOnlineStore(RedisOnlineStore):
+    """Feast's Redis online store with friendly connection errors and a D check at apply."""
+
+    def _get_client(self, online_store_config: RedisOnlineStoreConfig) -> Any:
+        if not self._client:
+            conn = resolve_connection_string(online_store_config.connection_string)
+            if online_store_config.redis_type == RedisType.redis_sentinel:
+                return super()._get_client(online_store_config)
+            # connect() PINGs once so a dead server or bad password fails here, clearly.
+            self._client = connect(conn, cluster=online_store_config.redis_type == RedisType.redis_cluster)
+        return self._client
+
+    def update(
+        self,
+        config: Any,
+        tables_to_delete: Sequence[Any],
+        tables_to_keep: Sequence[Any],
+        entities_to_delete: Sequence[Any],
+        entities_to_keep: Sequence[Any],
+        partial: bool,
+    ) -> None:
+        from encoders.featurestore.udfs import check_views_against_bundle
+
+        check_views_against_bundle(tables_to_keep)
+        super().update(config, tables_to_delete, tables_to_keep, entities_to_delete, entities_to_keep, partial)

@@ -1,0 +1,101 @@
+"""SearchSage Feast definitions: query/pin entities, raw sources, embedding views, live ODFV.
+
+Raw rows land in ``data/queries.parquet`` (``query``, ``event_timestamp``) and
+``data/pins.parquet`` (``pin_id``, ``text``, ``event_timestamp``). ``feast materialize-incremental``
+runs the batch UDFs (the ONNX bundle from ``$SEARCHSAGE_BUNDLE``) over the new rows and writes
+``embedding`` + ``model_version`` to Redis. ``query_vector`` serves any query in one
+``get_online_features`` call: the stored embedding if materialised, else encoded live.
+
+``$SEARCHSAGE_EMBEDDING_DIM`` (default 384) is the declared vector length; a bundle of another D
+is refused at ``feast apply`` and at materialisation.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from datetime import timedelta
+
+from feast import (
+    BatchFeatureView,
+    Entity,
+    FeatureService,
+    Field,
+    FileSource,
+    OnDemandFeatureView,
+    RequestSource,
+    ValueType,
+)
+from feast.types import Array, Float32, String
+
+from encoders.featurestore.udfs import TOWER_TAG, embed_pins, embed_queries, live_query_embedding
+
+warnings.filterwarnings("ignore", message=".*experimental.*", category=RuntimeWarning)
+
+DIM = int(os.environ.get("SEARCHSAGE_EMBEDDING_DIM", "384"))
+TTL = timedelta(days=int(os.environ.get("SEARCHSAGE_EMBEDDING_TTL_DAYS", "30")))
+
+query = Entity(
+    name="query", join_keys=["query"], value_type=ValueType.STRING,
+    description="Normalised query text (encoders.normalize.normalize_query).",
+)
+pin = Entity(name="pin", join_keys=["pin_id"], value_type=ValueType.STRING, description="Pin id.")
+
+raw_queries = FileSource(
+    name="raw_queries", path="data/queries.parquet", timestamp_field="event_timestamp",
+    description="Raw query text as seen in search logs (normalised by the UDF).",
+)
+raw_pins = FileSource(
+    name="raw_pins", path="data/pins.parquet", timestamp_field="event_timestamp",
+    description="Pin id + text; embedded by the bundle's pin tower.",
+)
+
+
+def _udf_source(name: str) -> str:
+    """Registry source for a UDF: Feast re-executes ``udf_string`` on load, so it imports ours."""
+    return f"def {name}(df):\n    from encoders.featurestore.udfs import {name} as f\n    return f(df)\n"
+
+
+def _schema(key: str) -> list[Field]:
+    return [
+        Field(name=key, dtype=String),
+        Field(name="embedding", dtype=Array(Float32), vector_length=DIM),
+        Field(name="model_version", dtype=String),
+    ]
+
+
+query_embedding = BatchFeatureView(
+    name="query_embedding", entities=[query], mode="pandas", udf=embed_queries,
+    udf_string=_udf_source("embed_queries"), source=raw_queries, schema=_schema("query"),
+    ttl=TTL, online=True, offline=False, tags={TOWER_TAG: "query"},
+    description="SearchSage query embedding (query tower of the ONNX bundle).",
+)
+pin_embedding = BatchFeatureView(
+    name="pin_embedding", entities=[pin], mode="pandas", udf=embed_pins,
+    udf_string=_udf_source("embed_pins"), source=raw_pins, schema=_schema("pin_id"),
+    ttl=TTL, online=True, offline=False, tags={TOWER_TAG: "pin"},
+    description="Pin embedding (pin tower of the ONNX bundle; the frozen item space).",
+)
+
+query_request = RequestSource(name="query_request", schema=[Field(name="query_text", dtype=String)])
+
+
+query_vector = OnDemandFeatureView(
+    name="query_vector",
+    sources=[query_embedding, query_request],
+    schema=[
+        Field(name="query_vector", dtype=Array(Float32)),
+        Field(name="query_vector_source", dtype=String),
+        Field(name="query_vector_model_version", dtype=String),
+    ],
+    mode="pandas",
+    udf=live_query_embedding,
+    udf_string=_udf_source("live_query_embedding"),
+    description="Stored query embedding, or encoded live from query_text when never materialised.",
+)
+
+ranker_features = FeatureService(
+    name="ranker_features",
+    features=[query_vector, pin_embedding[["embedding"]]],
+    description="What a ranker needs: a query vector for any query, and candidate pin embeddings.",
+)
