@@ -16,8 +16,10 @@ from collections.abc import Sequence
 #: Modules that add sub-commands, in the order they appear in ``--help``.
 COMMAND_MODULES: tuple[str, ...] = (
     "encoders.cli.data_commands",
+    "encoders.cli.export_commands",
     "encoders.cli.serve_commands",
     "encoders.cli.train_commands",
+    "encoders.cli.eval_commands",
 )
 
 
@@ -50,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from encoders.data.schema import DataValidationError
     from encoders.model.base_model import BaseModelNotFound
 
-    user_errors: tuple[type[BaseException], ...] = (CLIError, DataValidationError, BaseModelNotFound)
+    user_errors: tuple[type[BaseException], ...] = (CLIError, DataValidationError, BaseModelNotFound, importlib.import_module("encoders.eval.evalset").EvalInputError)
     try:
         return int(func(args) or 0)
     except user_errors as exc:
