@@ -59,3 +59,17 @@ def redis_server() -> Iterator[object]:
 
     with LocalRedis() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_bundle(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle (``query/`` + ``pin/``) exported from an untrained tiny tower: ``(N, 32)`` embeddings."""
+    from encoders.export.bundle import ExportOptions, export_bundle
+    from encoders.model.tower import QueryTower, TowerConfig
+
+    run = tmp_path_factory.mktemp("tiny-run")
+    QueryTower(TowerConfig(str(tiny_bert_dir), max_length=16)).save(run)
+    (run / "eval_report.json").write_text('{"recall@10": 0.5}')
+    out = tmp_path_factory.mktemp("tiny-bundle")
+    export_bundle(out, run, options=ExportOptions(progress=False))
+    return out

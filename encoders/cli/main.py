@@ -16,6 +16,7 @@ from collections.abc import Sequence
 #: Modules that add sub-commands, in the order they appear in ``--help``.
 COMMAND_MODULES: tuple[str, ...] = (
     "encoders.cli.data_commands",
+    "encoders.cli.export_commands",
     "encoders.cli.serve_commands",
     "encoders.cli.train_commands",
     "encoders.cli.eval_commands",
