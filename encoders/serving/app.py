@@ -31,11 +31,10 @@ async def _read_body(request: Request, limit: int) -> bytes:
     """The request body, or 413 as soon as it is known to exceed ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        try:
-            if int(declared) > limit:
-                raise BadRequest(413, f"request body is larger than {limit} bytes (Content-Length {declared})")
-        except ValueError:
-            raise BadRequest(400, f"invalid Content-Length header {declared!r}") from None
+        if not declared.strip().isdigit():
+            raise BadRequest(400, f"invalid Content-Length header {declared!r}")
+        if int(declared) > limit:
+            raise BadRequest(413, f"request body is larger than {limit} bytes (Content-Length {declared})")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -85,6 +84,7 @@ def create_app(service: EmbeddingService, limits: RequestLimits | None = None) -
     async def metrics_endpoint(request: Request) -> Response:
         snap = metrics.snapshot()
         snap["store"] = service.cache.health().to_dict()
+        snap["cache"]["stale"] = service.cache.stale  # type: ignore[index]
         return _json(snap)
 
     @contextlib.asynccontextmanager

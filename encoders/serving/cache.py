@@ -63,7 +63,7 @@ class CacheThrough:
         dim: int,
         model_version: str,
         metrics: ServiceMetrics,
-        timeout_s: float = 0.1,
+        timeout_s: float = 0.25,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
         max_pending_rows: int = 50_000,
@@ -79,6 +79,7 @@ class CacheThrough:
         self.state = STATE_DISABLED if store is None else STATE_OK
         self.last_error: str | None = None
         self.failures = 0
+        self.stale = 0  # rows found under another model_version (treated as misses, overwritten)
         self._backoff = retry_initial_s
         self._next_retry = 0.0
         self._pending: list[tuple[list[str], np.ndarray]] = []
@@ -98,6 +99,10 @@ class CacheThrough:
         self._wake_writer, self._wake_prober, self._idle = asyncio.Event(), asyncio.Event(), asyncio.Event()
         self._idle.set()
         loop = asyncio.get_running_loop()
+        try:  # connect now, so the first request does not pay for it; a dead Redis means degraded
+            await asyncio.wait_for(loop.run_in_executor(self._executor, self._probe), timeout=max(2.0, self.timeout_s))
+        except Exception as exc:
+            self._mark_down(exc if str(exc) else type(exc).__name__)
         self._tasks = [loop.create_task(self._writer()), loop.create_task(self._prober())]
 
     async def aclose(self) -> None:
@@ -150,10 +155,8 @@ class CacheThrough:
         loop = asyncio.get_running_loop()
         try:
             matrix, found = await asyncio.wait_for(
-                loop.run_in_executor(self._executor, self.store.fetch, keys), timeout=self.timeout_s
+                loop.run_in_executor(self._executor, self._fetch_current, keys), timeout=self.timeout_s
             )
-            matrix = np.asarray(matrix, dtype=np.float32).reshape(n, self.dim)
-            found = np.asarray(found, dtype=bool).reshape(n)
         except asyncio.TimeoutError:
             self._mark_down(f"lookup took longer than {self.timeout_s * 1000:.0f} ms")
             self.metrics.record_cache(0, 0, bypassed=n)
@@ -165,6 +168,26 @@ class CacheThrough:
         hits = int(found.sum())
         self.metrics.record_cache(hits, n - hits)
         return matrix, found
+
+    def _fetch_current(self, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Store rows written by this model version; rows of another version count as misses."""
+        assert self.store is not None
+        n = len(keys)
+        fetch_current = getattr(self.store, "fetch_current", None)
+        with_versions = getattr(self.store, "fetch_with_versions", None)
+        if callable(fetch_current):
+            matrix, found, stale = fetch_current(keys, self.model_version)
+            self.stale += int(stale)
+        elif callable(with_versions):
+            matrix, found, versions = with_versions(keys)
+            found = np.asarray(found, dtype=bool).reshape(n)
+            current = np.fromiter((v == self.model_version for v in versions), dtype=bool, count=n)
+            self.stale += int((found & ~current).sum())
+            found = found & current
+        else:
+            matrix, found = self.store.fetch(keys)
+            found = np.asarray(found, dtype=bool).reshape(n)
+        return np.array(matrix, dtype=np.float32).reshape(n, self.dim), found
 
     # --- write-back -----------------------------------------------------------------------------
     def schedule_write(self, keys: list[str], matrix: np.ndarray) -> None:
@@ -224,11 +247,7 @@ class CacheThrough:
     # --- reconnection ---------------------------------------------------------------------------
     def _probe(self) -> None:
         assert self.store is not None
-        ping = getattr(self.store, "ping", None)
-        if callable(ping):
-            ping()
-        else:
-            self.store.fetch([PROBE_KEY])
+        self._fetch_current([PROBE_KEY])  # the whole lookup path: connection, imports, decoding
 
     async def _prober(self) -> None:
         assert self._wake_prober is not None

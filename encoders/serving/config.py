@@ -45,7 +45,7 @@ class ServeConfig:
     max_queries: int = 256
     max_query_chars: int = 1024
     max_body_bytes: int = 1_000_000
-    store_timeout_ms: float = 100.0
+    store_timeout_ms: float = 250.0
     retry_initial_s: float = 0.5
     retry_max_s: float = 30.0
     log_level: str = "warning"

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from encoders.serving.app import create_app
-from encoders.serving.config import ServeConfig, ServeConfigError
+from encoders.serving.config import ServeConfig
 from encoders.serving.protocols import EmbeddingStore, Encoder
 from encoders.serving.service import EmbeddingService
 from encoders.serving.validation import RequestLimits
@@ -16,26 +15,13 @@ def load_encoder(config: ServeConfig) -> Encoder:
     """The query tower of ``config.bundle`` through onnxruntime (``BundleEncoder``)."""
     from encoders.runtime import BundleEncoder
 
+    # A bundle root serves its query tower; a tower directory (with manifest.json) is served as is,
+    # e.g. ``bundle/pin`` of a pin-only export for a zero-shot service.
+    kind = None if (config.bundle / "manifest.json").is_file() else "query"
     return BundleEncoder(
         config.bundle, variant=config.variant, threads=config.threads,
-        batch_size=max(config.max_batch, 1), kind="query",
+        batch_size=max(config.max_batch, 1), kind=kind,
     )
-
-
-def redis_from_repo(repo: Path) -> str:
-    """The online store's connection string from ``repo/feature_store.yaml``."""
-    import yaml
-
-    path = Path(repo) / "feature_store.yaml"
-    if not path.is_file():
-        raise ServeConfigError(f"{path} does not exist (expected a Feast repository with feature_store.yaml)")
-    data = yaml.safe_load(path.read_text()) or {}
-    online = data.get("online_store") or {}
-    if not isinstance(online, dict) or "connection_string" not in online:
-        raise ServeConfigError(f"{path}: online_store has no connection_string (expected a Redis online store)")
-    from encoders.featurestore.connection import resolve_connection_string
-
-    return resolve_connection_string(str(online["connection_string"]))
 
 
 def open_store(config: ServeConfig, dim: int) -> EmbeddingStore | None:
@@ -46,10 +32,9 @@ def open_store(config: ServeConfig, dim: int) -> EmbeddingStore | None:
     """
     if config.redis is None and config.repo is None:
         return None
-    conn = config.redis if config.redis is not None else redis_from_repo(config.repo)  # type: ignore[arg-type]
     from encoders.serving.store import make_query_store
 
-    return make_query_store(conn, dim=dim, repo=config.repo)
+    return make_query_store(config.redis, dim=dim, repo=config.repo)
 
 
 def build_service(

@@ -43,7 +43,7 @@ class EmbeddingService:
         max_batch: int = 256,
         max_wait_ms: float = 5.0,
         workers: int = 1,
-        store_timeout_s: float = 0.1,
+        store_timeout_s: float = 0.25,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
         info: dict[str, object] | None = None,
