@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "encoders.cli.serve_commands",
     "encoders.cli.train_commands",
     "encoders.cli.eval_commands",
+    "abtest.cli",
 )
 
 
