@@ -197,13 +197,15 @@ def analyze_user_table(users_path: str | Path, config: AnalysisConfig, experimen
         moments = group_moments(con, users_relation(info, needed), variables)
     finally:
         con.close()
-    arms = {a: m.n for (a, s), m in moments.items() if s == "all"}
+    arms = {a: m.n for (a, s), m in sorted(moments.items()) if s == "all"}
     treatments = check_arms(arms, config, info.path)
+    arms = {config.control: arms[config.control], **{a: arms[a] for a in treatments}}
     weights = config.weights or dict.fromkeys(arms, 1.0)
     srm = srm_check({a: arms.get(a, 0) for a in weights}, weights, threshold=config.srm_threshold)
     if not srm.passed and not config.allow_srm:
         raise SRMFailed(srm, str(info.path))
-    segments = ["all"] + (sorted({s for (_, s) in moments if s != "all"}) if config.segments else [])
+    order = {"all": 0, "head": 1, "torso": 2, "tail": 3}
+    segments = sorted({s for (_, s) in moments} if config.segments else {"all"}, key=lambda s: (order.get(s, 9), s))
     rows: list[dict] = []
     for arm in treatments:
         results: dict[tuple[str, str], tuple[TestResult, dict, Metric]] = {}

@@ -1,0 +1,224 @@
+"""``searchsage abtest ...``: simulate an experiment, aggregate its logs, analyse it.
+
+    searchsage abtest simulate --data DATASET_DIR --out LOGS_DIR [--users N --days D --pre-days P --seed S
+                               --effect E --srm S --control-strategy bm25 --treatment-strategy embedding|blend|bm25
+                               --treatment-bundle BUNDLE | --treatment-run RUN_DIR]
+    searchsage abtest aggregate LOGS_DIR --out DIR [--experiment NAME --arms A,B --long-click-s 35 ...]
+    searchsage abtest analyze LOGS_OR_USER_TABLE --control NAME --out DIR [--metrics m1,m2 --experiment NAME
+                              --allow-srm --no-cuped --sequential --weights a=1,b=1 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from encoders.cli.main import CLIError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
+    return value
+
+
+def _weights(text: str) -> dict[str, float]:
+    out = {}
+    for part in text.split(","):
+        name, _, w = part.partition("=")
+        try:
+            out[name.strip()] = float(w)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected ARM=WEIGHT[,ARM=WEIGHT...], got {text!r}") from None
+    return out
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``abtest`` command group."""
+    ab = subparsers.add_parser("abtest", help="A/B experiments: simulate, aggregate logs, analyse")
+    sub = ab.add_subparsers(dest="abtest_command", metavar="SUBCOMMAND")
+    ab.set_defaults(func=lambda _args: ab.print_help() or 2)
+
+    sim = sub.add_parser(
+        "simulate", help="simulate an experiment between two retrieval strategies and write event logs",
+        description="Precompute each arm's top-K results per judged query, then simulate users (position-"
+        "biased clicks driven by judged relevance, dwell times, related searches when results disappoint, a "
+        "pre-period for CUPED) and write production-shaped event logs plus served.parquet and judgments.parquet.",
+    )
+    sim.add_argument("--data", type=Path, help="dataset directory (pins/judgments[/engagements].parquet)")
+    sim.add_argument("--synthetic-arena", action="store_true",
+                     help="no dataset: random queries/relevance (treatment relevance + --arena-gain)")
+    sim.add_argument("--arena-gain", type=float, default=0.0, help="synthetic arena: treatment relevance gain")
+    sim.add_argument("--out", required=True, type=Path, help="logs directory to write")
+    sim.add_argument("--users", type=_positive_int, default=10_000, help="users (default 10000)")
+    sim.add_argument("--days", type=_positive_int, default=14, help="experiment days (default 14)")
+    sim.add_argument("--pre-days", type=int, default=7, help="pre-period days for CUPED (default 7)")
+    sim.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sim.add_argument("--effect", type=float, default=0.0,
+                     help="injected relative lift of click probability in treatment (e.g. 0.05)")
+    sim.add_argument("--srm", type=_share, default=0.0,
+                     help="share of treatment exposures lost from the log, to inject an SRM (e.g. 0.05)")
+    sim.add_argument("--experiment", default="searchsage", help="experiment name (default searchsage)")
+    sim.add_argument("--control-strategy", default="bm25", choices=["bm25", "embedding", "blend"])
+    sim.add_argument("--treatment-strategy", default="embedding", choices=["bm25", "embedding", "blend"],
+                     help="bm25 gives an A/A test")
+    enc = sim.add_mutually_exclusive_group()
+    enc.add_argument("--treatment-bundle", type=Path, help="exported bundle whose query tower embeds the queries")
+    enc.add_argument("--treatment-run", type=Path, help="training run dir (tower.pt; needs torch)")
+    sim.add_argument("--k", type=_positive_int, default=20, help="results per query page (default 20)")
+    sim.set_defaults(func=_cmd_simulate)
+
+    agg = sub.add_parser(
+        "aggregate", help="aggregate event logs into the per-user tables (DuckDB, streamed)",
+        description="Validate the logs and write users.parquet (per user × segment) and user_days.parquet.",
+    )
+    agg.add_argument("logs", type=Path, help="logs directory")
+    agg.add_argument("--out", required=True, type=Path, help="directory for users.parquet / user_days.parquet")
+    _aggregate_flags(agg)
+    agg.set_defaults(func=_cmd_aggregate)
+
+    an = sub.add_parser(
+        "analyze", help="analyse an experiment and write the results directory",
+        description="Test every metric (CUPED, delta method, Holm/BH, guardrails, SRM) and write "
+        "OUT/<experiment>/ (summary.json, results.*, timeseries.parquet, relevance_*). Exits 3 on SRM.",
+    )
+    an.add_argument("source", type=Path, help="logs directory, or users.parquet / a directory holding it")
+    an.add_argument("--control", required=True, help="name of the control arm")
+    an.add_argument("--out", required=True, type=Path, help="results root; results go to OUT/<experiment>/")
+    an.add_argument("--metrics", type=_csv, help="comma-separated metric names (default: the whole catalogue)")
+    an.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    an.add_argument("--no-cuped", action="store_true", help="do not use pre-period covariates")
+    an.add_argument("--no-segments", action="store_true", help="skip head/torso/tail slices")
+    an.add_argument("--sequential", action="store_true", help="add always-valid (sequential) intervals")
+    an.add_argument("--n-tune", type=float, help="planned total users for the sequential boundary")
+    an.add_argument("--weights", type=_weights, help="configured split, e.g. control=1,treatment=1 (default equal)")
+    an.add_argument("--allow-srm", action="store_true", help="write results flagged as blocked despite an SRM")
+    an.add_argument("--served", type=Path, help="served.parquet (default: next to the input)")
+    an.add_argument("--judgments", type=Path, help="judgments.parquet (default: next to the input)")
+    _aggregate_flags(an)
+    an.set_defaults(func=_cmd_analyze)
+
+
+def _aggregate_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--experiment", help="experiment name (needed when the logs hold several)")
+    if p.prog.endswith("aggregate"):
+        p.add_argument("--arms", type=_csv, help="expected arms, e.g. control,treatment (others are an error)")
+    p.add_argument("--long-click-s", type=float, default=35.0, help="dwell seconds of a long click (default 35)")
+    p.add_argument("--pre-days", dest="pre_period_days", type=int, default=14,
+                   help="pre-period days before the start used for CUPED (default 14)")
+    p.add_argument("--memory-limit", default="1GB", help="DuckDB memory limit (default 1GB)")
+    p.add_argument("--threads", type=_positive_int, default=2, help="DuckDB threads (default 2)")
+
+
+def _agg_config(args: argparse.Namespace):
+    from abtest.aggregate import AggregateConfig
+
+    return AggregateConfig(
+        experiment=args.experiment, arms=getattr(args, "arms", None), long_click_s=args.long_click_s,
+        pre_period_days=args.pre_period_days, memory_limit=args.memory_limit, threads=args.threads,
+    )
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from abtest.simulate.engine import SimConfig, synthetic_arena
+    from abtest.simulate.rankings import write_served
+    from abtest.simulate.writer import write_simulated_logs
+
+    t0 = time.perf_counter()
+    cfg = SimConfig(n_users=args.users, days=args.days, pre_days=args.pre_days, seed=args.seed,
+                    effect=args.effect, srm=args.srm, experiment=args.experiment)
+    if args.synthetic_arena:
+        arena = synthetic_arena(seed=args.seed, k=args.k, treatment_gain=args.arena_gain)
+        rankings = None
+    elif args.data is None:
+        raise CLIError("give --data DATASET_DIR (or --synthetic-arena for a dataset-free run)")
+    else:
+        from abtest.simulate.dataset import SimulationSetupError, build_dataset_arena
+        from abtest.simulate.rankings import bundle_query_encoder, run_query_encoder
+
+        encoder = None
+        if args.treatment_bundle:
+            encoder = bundle_query_encoder(args.treatment_bundle)
+        elif args.treatment_run:
+            encoder = run_query_encoder(args.treatment_run)
+        try:
+            built = build_dataset_arena(args.data, args.control_strategy, args.treatment_strategy, k=args.k,
+                                        seed=args.seed, query_encoder=encoder)
+        except SimulationSetupError as exc:
+            raise CLIError(str(exc)) from None
+        arena, rankings = built.arena, built.rankings
+    counts = write_simulated_logs(arena, cfg, args.out)
+    if rankings is not None:
+        write_served(rankings, args.out / "served.parquet")
+        shutil.copyfile(args.data / "judgments.parquet", args.out / "judgments.parquet")
+    sim_json = args.out / "simulation.json"
+    info = json.loads(sim_json.read_text())
+    info["arms"] = {"control": args.control_strategy, "treatment": args.treatment_strategy,
+                    "treatment_encoder": str(args.treatment_bundle or args.treatment_run or "engagement-centroid")}
+    sim_json.write_text(json.dumps(info, indent=2))
+    print(f"wrote {args.out}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items())
+          + f" in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def _cmd_aggregate(args: argparse.Namespace) -> int:
+    from abtest.aggregate import aggregate_logs
+
+    res = aggregate_logs(args.logs, args.out, _agg_config(args))
+    summary = {"experiment": res.experiment, "arms": res.arms, "start": res.start, "end": res.end,
+               "running_days": res.running_days, "multi_arm_users_excluded": res.multi_arm_users_excluded,
+               "seconds": round(res.seconds, 2), "config": res.config}
+    (Path(args.out) / "aggregate.json").write_text(json.dumps(summary, indent=2, default=str))
+    print(f"wrote {res.users_path} and {res.user_days_path} ({sum(res.arms.values()):,} users, "
+          f"{res.seconds:.1f}s)")
+    return 0
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from abtest.analysis import AnalysisConfig, SRMFailed
+    from abtest.metrics import UnknownMetricError
+    from abtest.pipeline import analyze_path
+    from abtest.stats.errors import StatsInputError
+
+    cfg = AnalysisConfig(
+        control=args.control, metrics=args.metrics, alpha=args.alpha, cuped=not args.no_cuped,
+        segments=not args.no_segments, sequential=args.sequential, n_tune=args.n_tune, weights=args.weights,
+        allow_srm=args.allow_srm, memory_limit=args.memory_limit, threads=args.threads,
+    )
+    try:
+        out = analyze_path(args.source, args.out, cfg, experiment=args.experiment, aggregate_config=_agg_config(args),
+                           served=args.served, judgments=args.judgments)
+    except SRMFailed as exc:
+        print(f"searchsage: error: {exc}", file=sys.stderr)
+        return 3
+    except (UnknownMetricError, StatsInputError) as exc:
+        raise CLIError(str(exc)) from None
+    res = out.analysis
+    if res.blocked:
+        print(f"WARNING: sample ratio mismatch (p={res.srm.p_value:.3g}); results written flagged as BLOCKED",
+              file=sys.stderr)
+    print((out.out_dir / "results.md").read_text())
+    print(f"wrote {out.out_dir}")
+    return 0
