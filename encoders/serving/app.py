@@ -96,9 +96,11 @@ def create_app(service: EmbeddingService, limits: RequestLimits | None = None) -
             await service.aclose()
 
     async def not_found(request: Request, exc: Exception) -> Response:
+        metrics.record_request(404)
         return JSONResponse({"error": f"no route {request.method} {request.url.path}; try POST /embed"}, 404)
 
     async def bad_method(request: Request, exc: Exception) -> Response:
+        metrics.record_request(405)
         return JSONResponse({"error": f"method {request.method} is not allowed on {request.url.path}"}, 405)
 
     app = Starlette(

@@ -1,0 +1,69 @@
+"""Run the ASGI app under a real uvicorn on a free loopback port, in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+
+from encoders.featurestore.redis_server import free_port
+from encoders.serving.client import EmbedClient
+
+
+@contextmanager
+def running(app: Any) -> Iterator[int]:
+    """Serve ``app`` on 127.0.0.1:<free port> until the block ends; yields the port."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def call(port: int, method: str, path: str, payload: Any = None) -> tuple[int, Any]:
+    """One request on a fresh connection -> ``(status, JSON body)``."""
+
+    async def go() -> tuple[int, Any]:
+        async with EmbedClient("127.0.0.1", port) as c:
+            if method == "GET":
+                return await c.get_json(path)
+            return await c.post_json(path, payload)
+
+    return asyncio.run(go())
+
+
+def raw(port: int, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """POST raw bytes to /embed."""
+
+    async def go() -> tuple[int, bytes]:
+        async with EmbedClient("127.0.0.1", port) as c:
+            return await c.request("POST", "/embed", body, headers)
+
+    return asyncio.run(go())
+
+
+def concurrent_embeds(port: int, queries: list[str]) -> list[tuple[int, Any]]:
+    """One connection per query, all sent at once (as concurrent rankers would)."""
+
+    async def one(q: str) -> tuple[int, Any]:
+        async with EmbedClient("127.0.0.1", port) as c:
+            return await c.post_json("/embed", {"queries": [q]})
+
+    async def go() -> list[tuple[int, Any]]:
+        return await asyncio.gather(*(one(q) for q in queries))
+
+    return asyncio.run(go())

@@ -1,0 +1,114 @@
+"""The HTTP service end to end: real uvicorn, real onnxruntime bundle, real redis-server."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from serving_helpers import call, concurrent_embeds, raw, running
+
+from encoders.normalize import normalize_query
+from encoders.runtime import BundleEncoder
+from encoders.serving.config import ServeConfig
+from encoders.serving.server import build_app
+
+QUERIES = ["Angle  BRACKET", "red chair", "LED light bulb", "garden hose", "oak   table  "]
+
+
+def test_embed_returns_the_runtime_vectors_and_model_version(tiny_onnx_bundle: Path) -> None:
+    enc = BundleEncoder(tiny_onnx_bundle, threads=1)
+    expected = enc.encode([normalize_query(q) for q in QUERIES])
+    with running(build_app(ServeConfig(bundle=tiny_onnx_bundle, threads=1))) as port:
+        status, body = call(port, "POST", "/embed", {"queries": QUERIES})
+        health_status, health = call(port, "GET", "/health")
+    assert status == 200, body
+    got = np.asarray(body["embeddings"], dtype=np.float32)
+    assert got.shape == (len(QUERIES), enc.dim) and body["dim"] == enc.dim
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    assert body["model_version"] == enc.model_version
+    assert body["cached"] == [False] * len(QUERIES)
+    assert health_status == 200 and health["status"] == "ok" and health["store"]["state"] == "disabled"
+
+
+def test_concurrent_requests_are_grouped_into_batches(tiny_onnx_bundle: Path) -> None:
+    cfg = ServeConfig(bundle=tiny_onnx_bundle, threads=1, max_wait_ms=30, max_batch=64)
+    queries = [f"query number {i}" for i in range(40)]
+    with running(build_app(cfg)) as port:
+        results = concurrent_embeds(port, queries)
+        _, metrics = call(port, "GET", "/metrics")
+    assert all(s == 200 for s, _ in results)
+    batches = metrics["batches"]
+    assert batches["queries"] == 40
+    assert batches["count"] < 40 and batches["max_size"] > 1, batches
+    hist = batches["histogram"]
+    assert sum(hist.values()) == batches["count"]
+    assert sum(v for k, v in hist.items() if k != "<=1") >= 1, hist
+    assert metrics["requests"]["2xx"] == 40 and metrics["latency"]["request"]["count"] == 40
+
+
+def test_unbatched_service_makes_one_encoder_call_per_request(tiny_onnx_bundle: Path) -> None:
+    cfg = ServeConfig(bundle=tiny_onnx_bundle, threads=1, batching=False)
+    with running(build_app(cfg)) as port:
+        results = concurrent_embeds(port, [f"q {i}" for i in range(12)])
+        _, metrics = call(port, "GET", "/metrics")
+        _, health = call(port, "GET", "/health")
+    assert all(s == 200 for s, _ in results)
+    assert metrics["batches"]["count"] == 12 and metrics["batches"]["max_size"] == 1
+    assert health["batching"] is False
+
+
+def test_bad_inputs_get_4xx_with_a_message_and_the_worker_keeps_serving(tiny_onnx_bundle: Path) -> None:
+    cfg = ServeConfig(bundle=tiny_onnx_bundle, threads=1, max_queries=4, max_body_bytes=2000, max_query_chars=100)
+    bad_json = [
+        ({"queries": []}, 422, "empty"),
+        ({"queries": ["ok", 3]}, 422, "queries[1] must be a string"),
+        ({"queries": ["ok", None]}, 422, "queries[1]"),
+        ({"queries": "angle bracket"}, 422, "must be a list"),
+        ({"query": ["x"]}, 422, 'missing field "queries"'),
+        ({"queries": ["a", "b", "c", "d", "e"]}, 422, "too many queries"),
+        ({"queries": ["   "]}, 422, "empty after normalisation"),
+        ({"queries": ["x" * 101]}, 422, "limit is 100"),
+        (["not", "an", "object"], 400, "JSON object"),
+    ]
+    with running(build_app(cfg)) as port:
+        for payload, status, needle in bad_json:
+            got_status, body = call(port, "POST", "/embed", payload)
+            assert got_status == status, (payload, body)
+            assert needle in body["error"], (payload, body)
+        for body_bytes, status, needle in [
+            (b"{nope", 400, "not valid UTF-8 JSON"),
+            (b"\xff\xfe{}", 400, "not valid UTF-8 JSON"),
+            (b"", 400, "empty request body"),
+            (b'{"queries": ["' + b"a" * 5000 + b'"]}', 413, "larger than 2000 bytes"),
+        ]:
+            got_status, data = raw(port, body_bytes)
+            assert got_status == status and needle.encode() in data, (body_bytes[:20], data)
+        assert call(port, "GET", "/embed")[0] == 405
+        assert call(port, "GET", "/nowhere")[0] == 404
+        status, body = call(port, "POST", "/embed", {"queries": ["angle bracket"]})
+        _, metrics = call(port, "GET", "/metrics")
+    assert status == 200 and len(body["embeddings"]) == 1
+    assert metrics["requests"]["4xx"] == len(bad_json) + 4 + 2 and metrics["requests"]["5xx"] == 0
+
+
+def test_serve_cli_help_and_bad_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from encoders.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "--help"])
+    assert exc.value.code == 0 and "--max-wait-ms" in capsys.readouterr().out
+    assert main(["serve", "--bundle", str(tmp_path / "missing"), "--port", "0"]) == 2
+    assert "missing" in capsys.readouterr().err
+    assert main(["serve", "--bundle", str(tmp_path), "--max-batch", "0"]) == 2
+    assert "max_batch" in capsys.readouterr().err
+
+
+def wait_for(predicate, timeout_s: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
