@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats as sps
+from scipy import special
 
 from abtest.stats.errors import StatsInputError
 from abtest.stats.result import ALTERNATIVES
@@ -26,28 +26,35 @@ def check_alpha(alpha: float, metric: str = "") -> float:
     return alpha
 
 
-def _dist(df: float | np.ndarray):
-    df = np.asarray(df, dtype=np.float64)
-    if df.ndim == 0 and math.isinf(float(df)):
-        return sps.norm
-    return sps.t(df)
+def _sf(x: np.ndarray, df: np.ndarray) -> np.ndarray:
+    """Upper tail ``P(X > x)`` of t(df), normal where ``df`` is ``inf`` (scipy.special: fast, vectorised)."""
+    return np.where(np.isinf(df), special.ndtr(-x), special.stdtr(np.where(np.isinf(df), 1.0, df), -x))
+
+
+def _ppf(q: float, df: np.ndarray) -> np.ndarray:
+    return np.where(np.isinf(df), special.ndtri(q), special.stdtrit(np.where(np.isinf(df), 1.0, df), q))
+
+
+def _out(v: np.ndarray) -> float | np.ndarray:
+    return float(v) if np.ndim(v) == 0 else v
 
 
 def p_value(stat: float | np.ndarray, df: float | np.ndarray, alternative: str) -> float | np.ndarray:
     """p-value of a t (``df`` finite) or z (``df = inf``) statistic under ``alternative``."""
-    d = _dist(df)
+    x = np.asarray(stat, dtype=np.float64)
+    d = np.asarray(df, dtype=np.float64)
     if alternative == "two-sided":
-        return 2.0 * d.sf(np.abs(stat))
+        return _out(np.minimum(1.0, 2.0 * _sf(np.abs(x), d)))
     if alternative == "greater":
-        return d.sf(stat)
-    return d.cdf(stat)
+        return _out(_sf(x, d))
+    return _out(_sf(-x, d))
 
 
 def critical_value(alpha: float, df: float | np.ndarray, alternative: str) -> float | np.ndarray:
     """Positive quantile ``q`` such that the interval ``est ± q·se`` (two-sided: ``1-α/2`` quantile,
     one-sided: ``1-α``) has coverage ``1-α``."""
     level = 1.0 - alpha / 2.0 if alternative == "two-sided" else 1.0 - alpha
-    return _dist(df).ppf(level)
+    return _out(_ppf(level, np.asarray(df, dtype=np.float64)))
 
 
 def interval(est: float, se: float, q: float, alternative: str) -> tuple[float, float]:

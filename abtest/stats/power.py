@@ -92,10 +92,23 @@ def sample_size(
             power(effect_size, n, ratio=ratio, alpha=alpha, alternative=alternative, test=test) - power_target
         )
 
-    lo = 2.0 / (1.0 + ratio) + 1e-6 if test == "t" else 1e-6
-    if f(lo) >= 0:
-        return lo
-    return float(optimize.brentq(f, lo, 1e15, xtol=1e-10, rtol=1e-12))
+    n_z = _z_sample_size(abs(effect_size), power_target, ratio, alpha, alternative)
+    floor = 3.0 / (1.0 + ratio) if test == "t" else 1e-9  # t needs df = n1 + n2 - 2 >= 1
+    lo, hi = max(floor, 0.5 * n_z), 2.0 * n_z + 10.0
+    if not f(lo) < 0:
+        lo = floor
+        if not f(lo) < 0:
+            return lo
+    while f(hi) < 0:
+        hi *= 2.0
+    return float(optimize.brentq(f, lo, hi, xtol=1e-10, rtol=1e-12))
+
+
+def _z_sample_size(d: float, power_target: float, ratio: float, alpha: float, alternative: str) -> float:
+    """Normal-approximation ``nobs1`` (used to bracket the exact solvers)."""
+    a = alpha / 2.0 if alternative == "two-sided" else alpha
+    z = sps.norm.isf(a) + sps.norm.isf(1.0 - power_target)
+    return float((z / d) ** 2 * (1.0 + 1.0 / ratio))
 
 
 def mde(
@@ -117,7 +130,14 @@ def mde(
             - power_target
         )
 
-    return sign * float(optimize.brentq(f, 1e-12, 1e3, xtol=1e-14, rtol=1e-12))
+    a = alpha / 2.0 if alternative == "two-sided" else alpha
+    d_z = (sps.norm.isf(a) + sps.norm.isf(1.0 - power_target)) * math.sqrt(
+        1.0 / nobs1 + 1.0 / (ratio * nobs1)
+    )
+    hi = 2.0 * d_z
+    while f(hi) < 0:
+        hi *= 2.0
+    return sign * float(optimize.brentq(f, 1e-12, hi, xtol=1e-14, rtol=1e-12))
 
 
 def per_user_sd(stats: MeanStats | RatioStats | ProportionStats) -> float:
