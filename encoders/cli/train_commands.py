@@ -54,6 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--hard-negatives", type=int, default=0, help="mined hard negatives per query per step")
     p.add_argument("--hard-negative-source", choices=["bm25", "zeroshot", "both"], default="bm25")
     p.add_argument("--hard-negative-window", type=_window, default=(10, 100), help="rank window LO,HI (default 10,100)")
+    p.add_argument("--hard-negative-cache", default=None,
+                   help="npz file shared between runs with the same data + mining options (load or write)")
     p.add_argument("--random-negatives", type=int, default=0,
                    help="uniform random pins per step as extra negatives (-1 = the whole catalogue)")
     p.add_argument("--queue-size", type=int, default=0, help="recent positives kept as extra negatives")
@@ -85,7 +87,8 @@ def run_train(args: argparse.Namespace) -> int:
         temperature=args.temperature, learn_temperature=args.learn_temperature,
         max_per_pin=args.max_per_pin or None, task_weights=args.task_weights,
         hard_negatives=args.hard_negatives, hard_negative_source=args.hard_negative_source,
-        hard_negative_window=args.hard_negative_window, random_negatives=args.random_negatives,
+        hard_negative_window=args.hard_negative_window,
+        hard_negative_cache=args.hard_negative_cache, random_negatives=args.random_negatives,
         queue_size=args.queue_size, extra_positive_grade=args.extra_positive_grade,
         extra_positive_weight=args.extra_positive_weight, max_minutes=args.max_minutes, max_steps=args.max_steps,
         threads=args.threads, seed=args.seed, resume=args.resume, progress=not args.no_progress,

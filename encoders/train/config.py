@@ -44,6 +44,7 @@ class TrainConfig:
     hard_negative_source: Literal["bm25", "zeroshot", "both"] = "bm25"
     hard_negative_window: tuple[int, int] = (10, 100)
     hard_negative_exclude_grade: float | None = 2.0
+    hard_negative_cache: str | None = None
     random_negatives: int = 0
     queue_size: int = 0
     mask_known_positives: bool = True

@@ -21,6 +21,7 @@ Pins are identified by integer ids (row numbers in the pin matrix); masking comp
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -95,7 +96,7 @@ def in_batch_softmax_loss(
     p: torch.Tensor,
     temperature: torch.Tensor | float,
     pos_ids: torch.Tensor,
-    extra: torch.Tensor | None = None,
+    extra: torch.Tensor | Sequence[torch.Tensor] | None = None,
     extra_ids: torch.Tensor | None = None,
     known_positives: list[set[int]] | None = None,
     weights: torch.Tensor | None = None,
@@ -103,16 +104,17 @@ def in_batch_softmax_loss(
     """Cross-entropy of each query against its own positive among all (unmasked) columns.
 
     ``q (B, D)`` query embeddings (trainable), ``p (B, D)`` frozen positive pin embeddings,
-    ``temperature`` τ (float or 0-d tensor), ``pos_ids (B,)`` int64 pin ids, ``extra (K, D)`` and
-    ``extra_ids (K,)`` optional extra negatives, ``weights (B,)`` optional per-pair weights (graded
+    ``temperature`` τ (float or 0-d tensor), ``pos_ids (B,)`` int64 pin ids, ``extra (K, D)`` (or a
+    list of blocks ``(K_b, D)`` whose rows follow ``extra_ids`` in order — avoids copying a large
+    frozen matrix) and ``extra_ids (K,)`` optional extra negatives, ``weights (B,)`` optional per-pair weights (graded
     positives; the loss is the weighted mean). Returns :class:`LossOutput`.
     """
     if q.shape != p.shape:
         raise ValueError(f"q {tuple(q.shape)} and p {tuple(p.shape)} must have the same shape (B, D)")
     if (extra is None) != (extra_ids is None):
         raise ValueError("extra and extra_ids must be given together")
-    cols = p if extra is None else torch.cat([p, extra.to(p.dtype)])
-    logits = q @ cols.T / temperature
+    blocks = [] if extra is None else ([extra] if isinstance(extra, torch.Tensor) else list(extra))
+    logits = torch.cat([q @ p.T, *[q @ e.to(q.dtype).T for e in blocks]], dim=1) / temperature
     mask = build_mask(pos_ids, extra_ids, known_positives).to(logits.device)
     logits = logits.masked_fill(mask, NEG_INF)
     labels = torch.arange(q.shape[0], device=q.device)

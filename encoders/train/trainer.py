@@ -74,14 +74,37 @@ def _judged_by_query(judgments: Any, pin_index: dict[str, int]) -> dict[str, dic
     return out
 
 
+def _known_positives(
+    pairs: TrainingPairs, judged: dict[str, dict[int, float]], config: TrainConfig
+) -> dict[str, set[int]]:
+    """Pins never used as a negative for a query: its training positives plus pins judged
+    ``>= hard_negative_exclude_grade`` for it (when judgments exist)."""
+    known = pairs.positives_by_query()
+    if config.hard_negative_exclude_grade is not None:
+        for q, grades in judged.items():
+            good = {p for p, g in grades.items() if g >= config.hard_negative_exclude_grade}
+            if good and q in known:
+                known[q] |= good
+    return known
+
+
 def mine_hard_negatives(
     config: TrainConfig, tower: QueryTower, tokenizer: Any, pairs: TrainingPairs, pin_texts: list[str],
     pin_emb: np.ndarray, judged: dict[str, dict[int, float]], run_dir: Path,
 ) -> HardNegatives:
-    """Compute (or load the run's cached) hard negatives for every training query."""
+    """Compute (or load the run's cached) hard negatives for every training query.
+
+    ``config.hard_negative_cache`` names a file shared between runs (same data and mining options):
+    loaded when it exists, written after mining otherwise.
+    """
     cache = run_dir / CACHE_FILE
     if cache.exists():
         return HardNegatives.load(cache)
+    shared = Path(config.hard_negative_cache) if config.hard_negative_cache else None
+    if shared is not None and shared.exists():
+        negs = HardNegatives.load(shared)
+        negs.save(cache)
+        return negs
     queries = sorted(set(pairs.queries.tolist()))
     hi = config.hard_negative_window[1]
     rankings = []
@@ -95,6 +118,9 @@ def mine_hard_negatives(
         config.hard_negative_exclude_grade,
     )
     negs.save(cache)
+    if shared is not None:
+        shared.parent.mkdir(parents=True, exist_ok=True)
+        negs.save(shared)
     return negs
 
 
@@ -128,9 +154,11 @@ class _Negatives:
         self.config, self.n_pins, self.hard = config, n_pins, hard
         self.rng = np.random.default_rng([seed, 1])
         self.queue = np.zeros(0, dtype=np.int64)
-        self.all_ids = torch.arange(n_pins) if config.random_negatives < 0 else None
+        self.full = config.random_negatives < 0
 
     def draw(self, queries: list[str], pos: np.ndarray) -> torch.Tensor | None:
+        """Ids of the sampled extra negatives (hard + random + queue); the whole catalogue, when
+        ``random_negatives == -1``, is added by the caller as one more block (no copy)."""
         parts = []
         if self.hard is not None and self.config.hard_negatives > 0:
             parts.append(self.hard.sample(queries, self.config.hard_negatives, self.rng))
@@ -140,10 +168,7 @@ class _Negatives:
             parts.append(self.queue)
         if self.config.queue_size > 0:
             self.queue = np.concatenate([pos, self.queue])[: self.config.queue_size]
-        ids = torch.from_numpy(np.concatenate(parts).astype(np.int64)) if parts else None
-        if self.all_ids is not None:
-            ids = self.all_ids if ids is None else torch.cat([ids, self.all_ids])
-        return ids
+        return torch.from_numpy(np.concatenate(parts).astype(np.int64)) if parts else None
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self.rng.bit_generator.state, "queue": self.queue.tolist()}
@@ -175,7 +200,8 @@ def train(config: TrainConfig) -> TrainResult:
     pin_index = {p: i for i, p in enumerate(pin_ids)}
     pairs = training_pairs(engagements, pin_index, judgments, config.extra_positive_grade, config.extra_positive_weight)
     sampler = PairSampler(pairs, config.batch_size, config.seed, config.max_per_pin, config.task_weights)
-    known = pairs.positives_by_query() if config.mask_known_positives else None
+    judged = _judged_by_query(judgments, pin_index)
+    known = _known_positives(pairs, judged, config) if config.mask_known_positives else None
     pins_t = torch.from_numpy(np.array(pin_emb, dtype=np.float32, copy=True))
 
     tower = _build_tower(config, base_model, pin_emb.shape[1])
@@ -183,9 +209,9 @@ def train(config: TrainConfig) -> TrainResult:
     temperature = Temperature(config.temperature, learn=config.learn_temperature)
     hard = None
     if config.hard_negatives > 0:
-        judged = _judged_by_query(judgments, pin_index)
         hard = mine_hard_negatives(config, tower, tokenizer, pairs, pin_texts, pin_emb, judged, run_dir)
     negatives = _Negatives(config, len(pin_ids), hard, config.seed)
+    all_ids = torch.arange(len(pin_ids))
 
     readout = list(tower.readout.parameters())
     encoder_params = [p for n, p in tower.named_parameters() if not n.startswith("readout.")]
@@ -250,10 +276,15 @@ def train(config: TrainConfig) -> TrainResult:
                             return_tensors="pt")
             q = tower(tok["input_ids"], tok["attention_mask"])
             pos = torch.from_numpy(batch.pin_idx)
-            extra_ids = negatives.draw(batch.queries, batch.pin_idx)
+            sampled = negatives.draw(batch.queries, batch.pin_idx)
+            blocks = [] if sampled is None else [pins_t[sampled]]
+            id_parts = [] if sampled is None else [sampled]
+            if negatives.full:
+                blocks.append(pins_t)
+                id_parts.append(all_ids)
             out = in_batch_softmax_loss(
                 q, pins_t[pos], temperature(), pos,
-                extra=None if extra_ids is None else pins_t[extra_ids], extra_ids=extra_ids,
+                extra=blocks or None, extra_ids=torch.cat(id_parts) if id_parts else None,
                 known_positives=None if known is None else [known.get(x, set()) for x in batch.queries],
                 weights=torch.from_numpy(batch.weights),
             )

@@ -84,3 +84,15 @@ def test_learned_temperature_gets_gradient_and_is_clamped() -> None:
     assert not fixed.log_tau.requires_grad
     with pytest.raises(ValueError, match="outside"):
         Temperature(5.0)
+
+
+def test_extra_blocks_equal_one_concatenated_block() -> None:
+    g = torch.Generator().manual_seed(0)
+    q, p = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)
+    a, b = torch.randn(2, 3, generator=g), torch.randn(5, 3, generator=g)
+    ids = torch.arange(10, 17)
+    pos = torch.tensor([0, 1, 2, 12])  # row 3's positive is also extra column 2 (id 12) → masked
+    one = in_batch_softmax_loss(q, p, 0.1, pos, extra=torch.cat([a, b]), extra_ids=ids)
+    two = in_batch_softmax_loss(q, p, 0.1, pos, extra=[a, b], extra_ids=ids)
+    assert torch.equal(one.logits, two.logits) and one.loss.item() == pytest.approx(two.loss.item())
+    assert two.logits[3, 4 + 2].item() == float("-inf")

@@ -52,7 +52,8 @@ def _config(data: Path, out: Path, base: Path, **kw: object) -> TrainConfig:
 def test_loss_falls_and_run_directory_is_complete(tmp_path: Path, tiny_bert_dir: Path) -> None:
     data = _dataset(tmp_path / "data", dim=16)  # D != hidden (32) → random readout
     result = train(_config(data, tmp_path / "run", tiny_bert_dir, max_steps=60, hard_negatives=2,
-                           hard_negative_window=(0, 8), random_negatives=4, queue_size=16))
+                           hard_negative_window=(0, 8), random_negatives=4, queue_size=16,
+                           hard_negative_cache=str(tmp_path / "shared" / "hn.npz")))
     first, last = result.history[0][1], result.history[-1][1]
     assert result.steps == 60 and result.stopped_by == "max_steps"
     assert last < 0.7 * first, result.history
@@ -64,6 +65,7 @@ def test_loss_falls_and_run_directory_is_complete(tmp_path: Path, tiny_bert_dir:
     assert summary["steps"] == 60 and summary["readout_init"] == "random" and summary["dim"] == 16
     log = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(5, 61, 5))
+    assert (tmp_path / "shared" / "hn.npz").exists()
     tower = QueryTower.load(run)
     assert tower.out_dim == 16
     with pytest.raises(TrainDataError, match="already holds a finished run"):
@@ -72,7 +74,7 @@ def test_loss_falls_and_run_directory_is_complete(tmp_path: Path, tiny_bert_dir:
 
 def test_resume_continues_exactly_at_the_saved_step(tmp_path: Path, tiny_bert_dir: Path) -> None:
     data = _dataset(tmp_path / "data", dim=32)
-    kw = dict(schedule_steps=8, learn_temperature=True, random_negatives=3)
+    kw = dict(schedule_steps=8, learn_temperature=True, random_negatives=-1, queue_size=8)
     full = train(_config(data, tmp_path / "full", tiny_bert_dir, max_steps=8, **kw))
     half = train(_config(data, tmp_path / "half", tiny_bert_dir, max_steps=4, **kw))
     assert half.steps == 4

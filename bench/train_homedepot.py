@@ -1,0 +1,97 @@
+"""Train a query tower on the Home Depot dataset and measure Recall@10/@100 (the DESIGN protocol).
+
+Protocol: eval queries are those with ``is_eval_query``; positives are the eval queries'
+engagements (relevance >= 2.67); the index is every distinct product (all rows of pins.parquet);
+exact dot-product search of L2-normalised query embeddings against the frozen pin embeddings.
+
+Usage::
+
+    python bench/train_homedepot.py --name NAME [--data runs/homedepot] -- <searchsage train args>
+    python bench/train_homedepot.py --name zero-shot --eval-only RUN_DIR   # evaluate an existing run
+
+Appends one JSON line per run to ``bench/results/train_homedepot.jsonl``
+(name, command, wall time, steps, Recall@10/@100).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from encoders.data.schema import DatasetPaths, pin_embedding_matrix, read_table
+from encoders.data.split import is_eval_query
+from encoders.eval.retrieval import exact_top_k, pair_hit_rank, recall_at_k
+
+RESULTS = Path(__file__).parent / "results" / "train_homedepot.jsonl"
+
+
+def eval_pairs(data: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """``(eval queries, pair_query (P,), pair_pin (P,), pin_emb (N, D))`` for the eval split."""
+    paths = DatasetPaths(data)
+    pins = read_table(paths.pins, "pins")
+    index = {p: i for i, p in enumerate(pins.column("pin_id").to_pylist())}
+    eng = read_table(paths.engagements, "engagements")
+    pairs = sorted({(q, p) for q, p in zip(eng.column("query").to_pylist(), eng.column("pin_id").to_pylist(),
+                                           strict=True) if is_eval_query(q)})
+    queries = sorted({q for q, _ in pairs})
+    qi = {q: i for i, q in enumerate(queries)}
+    return (queries, np.array([qi[q] for q, _ in pairs]), np.array([index[p] for _, p in pairs]),
+            pin_embedding_matrix(pins))
+
+
+def evaluate_run(run: Path, data: Path, threads: int = 2) -> dict[str, float]:
+    import torch
+
+    from encoders.model.tower import QueryTower, encode_texts, load_tokenizer
+
+    torch.set_num_threads(threads)
+    queries, pq_, pp, pin_emb = eval_pairs(data)
+    tower = QueryTower.load(run)
+    tok = load_tokenizer(tower.config.base_model)
+    q = encode_texts(tower, tok, queries, tower.config.max_length).numpy()
+    ids, _ = exact_top_k(q, pin_emb, 100)
+    r = recall_at_k(pair_hit_rank(ids, pq_, pp), [10, 100])
+    return {"recall@10": r[10], "recall@100": r[100], "eval_queries": len(queries), "eval_pairs": len(pp)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--data", default="runs/homedepot")
+    ap.add_argument("--eval-only", default=None, help="evaluate this run directory, do not train")
+    ap.add_argument("train_args", nargs=argparse.REMAINDER)
+    args = ap.parse_args()
+    data = Path(args.data)
+    train_args = [a for a in args.train_args if a != "--"]
+    rec: dict[str, object] = {"name": args.name}
+    if args.eval_only:
+        run = Path(args.eval_only)
+    else:
+        from encoders.cli.main import main as cli
+
+        cmd = ["train", "--data", str(data), *train_args]
+        rec["command"] = "searchsage " + " ".join(cmd)
+        t0 = time.perf_counter()
+        rc = cli(cmd)
+        if rc:
+            return rc
+        rec["wall_s"] = round(time.perf_counter() - t0, 1)
+        run = Path(train_args[train_args.index("--out") + 1])
+        summary = json.loads((run / "train_summary.json").read_text())
+        rec.update(steps=summary["steps"], epochs=summary["epochs"], train_wall_time_s=summary["wall_time_s"],
+                   final_loss=summary["final_loss"], temperature=summary["temperature"])
+    rec.update(evaluate_run(run, data))
+    print(json.dumps(rec))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS.open("a") as f:
+        f.write(json.dumps(rec) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
