@@ -39,6 +39,20 @@ REPORT_MD = "eval_report.md"
 DEFAULT_RELEVANT_GRADE = 2.67
 
 
+def _num(v: object) -> float:
+    return float("nan") if v is None else float(v)  # type: ignore[arg-type]
+
+
+def _nan_to_none(obj: object) -> object:
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
 @dataclass
 class SystemResult:
     """Metrics of one system. ``recall[k]`` pair-level Recall@k; ``per_task[task][k]`` likewise.
@@ -67,8 +81,9 @@ class SystemResult:
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> SystemResult:
         d = dict(d)
-        d["recall"] = {int(k): float(v) for k, v in d["recall"].items()}  # type: ignore[union-attr]
-        d["per_task"] = {t: {int(k): float(v) for k, v in r.items()} for t, r in d["per_task"].items()}  # type: ignore[union-attr]
+        d["recall"] = {int(k): _num(v) for k, v in d["recall"].items()}  # type: ignore[union-attr]
+        d["per_task"] = {t: {int(k): _num(v) for k, v in r.items()} for t, r in d["per_task"].items()}  # type: ignore[union-attr]
+        d["ndcg"], d["precision"] = _num(d["ndcg"]), _num(d["precision"])
         d["delta"] = BootstrapCI(**d["delta"]) if d.get("delta") else None  # type: ignore[arg-type]
         return cls(**d)  # type: ignore[arg-type]
 
@@ -116,7 +131,8 @@ class EvalReport:
         return cls(**d)  # type: ignore[arg-type]
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, allow_nan=True)
+        """Strict JSON: an undefined metric (``nan``, e.g. no judgments) is written as ``null``."""
+        return json.dumps(_nan_to_none(self.to_dict()), indent=2, allow_nan=False)
 
     @classmethod
     def read_json(cls, path: str | Path) -> EvalReport:

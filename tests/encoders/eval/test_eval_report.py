@@ -179,3 +179,18 @@ def test_cli_evaluate(dataset: Path, run_dir: Path, tmp_path: Path, capsys: pyte
     with pytest.raises(SystemExit) as exc:
         main(["evaluate", "--help"])
     assert exc.value.code == 0
+
+
+def test_without_judgments_metrics_are_null_in_json(dataset: Path, tmp_path: Path) -> None:
+    import math
+    import shutil
+
+    copy = tmp_path / "nojudg"
+    shutil.copytree(dataset, copy)
+    (copy / "judgments.parquet").unlink()
+    report = evaluate(copy, systems=["bm25"], bootstrap_reps=10, out_dir=tmp_path / "out")
+    assert report.n_judged_queries == 0 and math.isnan(report.systems[0].ndcg)
+    raw = json.loads((tmp_path / "out" / "eval_report.json").read_text())  # strict JSON, nan → null
+    assert raw["systems"][0]["ndcg"] is None and raw["systems"][0]["precision"] is None
+    back = EvalReport.read_json(tmp_path / "out" / "eval_report.json")
+    assert math.isnan(back.systems[0].ndcg) and back.systems[0].recall == report.systems[0].recall
