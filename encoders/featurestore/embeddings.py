@@ -57,6 +57,7 @@ class EmbeddingStore:
         self._emb_field = codec.feature_field(self.feature_view, "embedding")
         self._mv_field = codec.feature_field(self.feature_view, "model_version")
         self._ts_field = codec.timestamp_field(self.feature_view)
+        self._script: Any = None
 
     # --- construction --------------------------------------------------------------------------
     @classmethod
@@ -134,8 +135,14 @@ class EmbeddingStore:
         return matrix, found, versions
 
     def fetch_raw(self, keys: Sequence[str | int], fields: list[bytes]) -> list[list[bytes | None]]:
-        """One ``HMGET`` reply per key for the given hash ``fields`` (pipelined)."""
+        """One ``HMGET`` reply per key for the given hash ``fields``.
+
+        On a single Redis node this is one ``EVALSHA`` per :data:`PIPELINE_ROWS` keys (a server-side
+        loop of ``HMGET``; one reply to parse instead of N); on a cluster, a pipeline of ``HMGET``.
+        """
         rkeys = self.redis_keys(keys)
+        if not _is_cluster(self.client):
+            return self._run(lambda: self._fetch_lua(rkeys, fields))
 
         def go() -> list[list[bytes | None]]:
             out: list[list[bytes | None]] = []
@@ -147,6 +154,16 @@ class EmbeddingStore:
             return out
 
         return self._run(go)
+
+    def _fetch_lua(self, rkeys: list[bytes], fields: list[bytes]) -> list[list[bytes | None]]:
+        if self._script is None:
+            self._script = self.client.register_script(_HMGET_MANY)
+        nf = len(fields)
+        out: list[list[bytes | None]] = []
+        for start in range(0, len(rkeys), PIPELINE_ROWS):
+            flat = self._script(keys=rkeys[start : start + PIPELINE_ROWS], args=fields)
+            out.extend([flat[i : i + nf] for i in range(0, len(flat), nf)] if nf > 1 else [[v] for v in flat])
+        return out
 
     # --- write ---------------------------------------------------------------------------------
     def write(self, keys: Sequence[str | int], matrix: np.ndarray, model_version: str | Sequence[str],
@@ -192,6 +209,23 @@ class EmbeddingStore:
                     pipe.execute()
 
         self._run(go)
+
+
+#: KEYS = Redis keys, ARGV = hash fields; returns the HMGET replies flattened (nil for missing).
+_HMGET_MANY = """
+local out, n, nf = {}, 0, #ARGV
+for i = 1, #KEYS do
+  local r = redis.call('HMGET', KEYS[i], unpack(ARGV))
+  for j = 1, nf do n = n + 1; out[n] = r[j] end
+end
+return out
+"""
+
+
+def _is_cluster(client: Any) -> bool:
+    from redis.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)
 
 
 def _decode_string_value(raw: bytes | None) -> str | None:

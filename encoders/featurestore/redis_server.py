@@ -6,6 +6,7 @@ until the server answers PING, and stops it on exit (``with LocalRedis() as r: r
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -116,3 +117,82 @@ class LocalRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# --- a long-lived development server (``searchsage redis start|stop|status``) -------------------
+
+
+@dataclass
+class DaemonStatus:
+    """What ``searchsage redis status`` reports for one directory/port."""
+
+    directory: Path
+    port: int
+    pid: int | None
+    alive: bool
+    answers: bool
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_pid(directory: Path) -> int | None:
+    """The pid recorded in ``directory/redis.pid`` (None if there is none)."""
+    f = Path(directory) / "redis.pid"
+    try:
+        return int(f.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def ping(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True if something on host:port answers a RESP PING (any reply, even NOAUTH)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(b"PING\r\n")
+            return bool(s.recv(64))
+    except OSError:
+        return False
+
+
+def start_daemon(directory: Path, port: int = 6379, password: str | None = None) -> LocalRedis:
+    """Start a redis-server that outlives this process; pid file + log in ``directory``."""
+    directory = Path(directory)
+    pid = read_pid(directory)
+    if pid is not None and _pid_alive(pid):
+        raise RedisUnavailable(f"a redis-server (pid {pid}) already runs from {directory}; "
+                               f"`searchsage redis stop --dir {directory}` first")
+    if ping("127.0.0.1", port):
+        raise RedisUnavailable(f"port {port} on 127.0.0.1 is already in use; pick another with --port")
+    server = LocalRedis(port=port, password=password, directory=directory)
+    return server.start()  # the child runs in its own session, so it survives our exit
+
+
+def stop_daemon(directory: Path, timeout_s: float = 10.0) -> int | None:
+    """SIGTERM the server recorded in ``directory``; returns its pid (None if none was running)."""
+    pid = read_pid(directory)
+    if pid is None or not _pid_alive(pid):
+        (Path(directory) / "redis.pid").unlink(missing_ok=True)
+        return None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _pid_alive(pid):
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    if _pid_alive(pid):
+        raise RedisUnavailable(f"redis-server pid {pid} did not stop within {timeout_s}s")
+    (Path(directory) / "redis.pid").unlink(missing_ok=True)
+    return pid
+
+
+def daemon_status(directory: Path, port: int = 6379, host: str = "127.0.0.1") -> DaemonStatus:
+    pid = read_pid(directory)
+    return DaemonStatus(Path(directory), port, pid, pid is not None and _pid_alive(pid), ping(host, port))
