@@ -58,4 +58,5 @@ def proportion_test(
             statistic=math.nan, p_value=math.nan, note=res.note or "no variation: p-value undefined"
         )
     stat = res.abs_delta / se
-    return res.with_(statistic=stat, p_value=float(p_value(stat, math.inf, alternative)))
+    note = "; ".join(n for n in res.note.split("; ") if n and not n.startswith("zero variance"))
+    return res.with_(statistic=stat, p_value=float(p_value(stat, math.inf, alternative)), note=note)

@@ -49,6 +49,9 @@ def test_relative_ci_is_katz_log_interval():
 def test_degenerate_proportions():
     r = proportion_test(ProportionStats(50, 0), ProportionStats(60, 0), metric="share")
     assert math.isnan(r.p_value) and "zero variance" in r.note
+    # no variation within arms, but the pooled test is still defined
+    r = proportion_test(ProportionStats(50, 0), ProportionStats(50, 50), pooled=True)
+    assert r.p_value < 1e-10 and "zero variance" not in r.note
     with pytest.raises(StatsInputError, match=r"metric 'share', arm 'treatment'"):
         proportion_test(C, ProportionStats(10, 11), metric="share")
     with pytest.raises(StatsInputError, match="0/1"):
