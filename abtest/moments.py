@@ -117,3 +117,16 @@ def arm_stats(metric: Metric, m: Moments, cuped: bool):
     if metric.kind == "proportion":
         return ProportionStats(m.n, round(m.s(y)))
     return MeanStats.from_sums(m.n, m.s(y), m.c(y, y))
+
+
+def moments_from_arrays(columns: dict[str, np.ndarray], variables: Sequence[str]) -> Moments:
+    """The numpy twin of the SQL sums for one group: ``columns[c] (n,)`` per-user counts → :class:`Moments`."""
+    names = sorted(set(variables))
+    vals = {}
+    for v in names:
+        col = np.asarray(columns[v[4:] if v.startswith("any_") else v], dtype=np.float64)
+        vals[v] = (col > 0).astype(np.float64) if v.startswith("any_") else col
+    n = len(next(iter(vals.values()))) if vals else 0
+    pairs = list(combinations_with_replacement(names, 2))
+    return Moments(n, {v: float(vals[v].sum()) for v in names},
+                   {(a, b): float(vals[a] @ vals[b]) for a, b in pairs})
