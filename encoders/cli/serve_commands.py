@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-batching", action="store_true", help="encode each request on its own (baseline)")
     p.add_argument("--max-queries", type=int, default=256, help="most queries per request (default 256)")
     p.add_argument("--max-body-bytes", type=int, default=1_000_000, help="largest request body (default 1 MB)")
+    p.add_argument("--ort-spin", action="store_true",
+                   help="let idle onnxruntime threads spin-wait (default: they sleep, leaving CPU to HTTP)")
     p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(func=cmd_serve)
 
@@ -43,7 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             bundle=args.bundle, variant=args.variant, redis=args.redis, repo=args.repo, host=args.host,
             port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, threads=args.threads,
             workers=args.workers, batching=not args.no_batching, max_queries=args.max_queries,
-            max_body_bytes=args.max_body_bytes, log_level=args.log_level,
+            max_body_bytes=args.max_body_bytes, ort_spin=args.ort_spin, log_level=args.log_level,
         )
     except ServeConfigError as exc:
         raise CLIError(str(exc)) from None

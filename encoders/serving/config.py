@@ -29,6 +29,7 @@ class ServeConfig:
         max_body_bytes: largest accepted request body, in bytes.
         store_timeout_ms: a store lookup slower than this counts as a miss (ms).
         retry_initial_s / retry_max_s: backoff between reconnection attempts when Redis is down (s).
+        ort_spin: let idle onnxruntime threads spin (faster hand-off, but burns the shared cores).
     """
 
     bundle: Path
@@ -48,6 +49,7 @@ class ServeConfig:
     store_timeout_ms: float = 250.0
     retry_initial_s: float = 0.5
     retry_max_s: float = 30.0
+    ort_spin: bool = False
     log_level: str = "warning"
 
     def __post_init__(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from encoders.serving.app import create_app
@@ -18,10 +19,31 @@ def load_encoder(config: ServeConfig) -> Encoder:
     # A bundle root serves its query tower; a tower directory (with manifest.json) is served as is,
     # e.g. ``bundle/pin`` of a pin-only export for a zero-shot service.
     kind = None if (config.bundle / "manifest.json").is_file() else "query"
-    return BundleEncoder(
+    enc = BundleEncoder(
         config.bundle, variant=config.variant, threads=config.threads,
         batch_size=max(config.max_batch, 1), kind=kind,
     )
+    if not config.ort_spin:
+        enc.session = quiet_session(enc.directory / enc.manifest.files[config.variant], config.threads)
+    return enc
+
+
+def quiet_session(model_path: Path, threads: int) -> Any:
+    """The same model in a session whose idle intra-op threads sleep instead of spinning.
+
+    onnxruntime's workers spin after each run by default; in a server they would burn the cores
+    the event loop needs between batches.
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(model_path), sess_options=so, providers=["CPUExecutionProvider"])
 
 
 def open_store(config: ServeConfig, dim: int) -> EmbeddingStore | None:

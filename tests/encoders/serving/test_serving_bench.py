@@ -1,0 +1,44 @@
+"""``bench/serving.py --quick`` runs end to end on the tiny bundle and writes its reports."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def load_bench():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("bench_serving", ROOT / "bench" / "serving.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_serving"] = mod  # dataclasses look their module up here
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_quick_benchmark_writes_json_and_markdown(tiny_onnx_bundle: Path, tmp_path: Path) -> None:
+    bench = load_bench()
+    report = bench.main(["--bundle", str(tiny_onnx_bundle), "--quick", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "serving.json").read_text())
+    md = (tmp_path / "serving.md").read_text()
+    assert data["offline_qps"] > 0 and len(data["offline_qps_runs"]) == 2
+    rows = {(r["mode"], r["kind"], r["concurrency"]) for r in data["results"]}
+    assert rows == {(m, "closed", c) for m in ("batched", "unbatched") for c in (1, 8)} | {
+        ("batched", "open", 8), ("unbatched", "open", 8)}
+    for r in data["results"]:
+        assert r["requests"] > 0 and r["errors"] == 0 and r["qps"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0
+    unbatched = [r for r in data["results"] if r["mode"] == "unbatched"]
+    assert all(r["mean_batch"] == 1.0 for r in unbatched)
+    assert set(data["checks"]) >= {"share_of_offline", "speedup_vs_unbatched", "open_loop_p99_ms"}
+    assert "| batched | concurrency 8 |" in md and "Reproduce:" in md
+    assert report.offline_qps == data["offline_qps"]
+
+
+def test_synthetic_queries_are_short_and_mostly_distinct() -> None:
+    bench = load_bench()
+    qs = bench.make_queries(2000)
+    assert len(set(qs)) > 1000 and max(len(q.split()) for q in qs) <= 5
+    assert qs == bench.make_queries(2000)  # seeded
