@@ -125,7 +125,8 @@ def compare_metric(
     """One metric, one treatment arm vs control, one segment → ``(TestResult, extra columns)``."""
     sc, st = arm_stats(metric, mc, cuped), arm_stats(metric, mt, cuped)
     kw = {"metric": metric.name, "control_name": names[0], "treatment_name": names[1], "alpha": cfg.alpha}
-    extra: dict = {"raw": (_raw_value(sc), _raw_value(st)), "variance_reduction": math.nan, "guardrail_passed": None}
+    extra: dict = {"raw": (_raw_value(sc), _raw_value(st)), "variance_reduction": math.nan, "guardrail_passed": None,
+                   "seq_ci_low": math.nan, "seq_ci_high": math.nan, "seq_p_value": math.nan}
     if cuped:
         adjust = cuped_adjust_ratios if isinstance(sc, CovariateRatioStats) else cuped_adjust_means
         adj = adjust(sc, st, metric=metric.name)
@@ -220,7 +221,9 @@ def analyze_user_table(users_path: str | Path, config: AnalysisConfig, experimen
                 try:
                     res, extra = compare_metric(m, mc, mt, (config.control, arm), config, cuped_on[m.name])
                 except StatsInputError as exc:
-                    res, extra = _failed(m, (config.control, arm), mc, mt, config, str(exc)), {"raw": (math.nan,) * 2}
+                    res = _failed(m, (config.control, arm), mc, mt, config, str(exc))
+                    extra = {"raw": (math.nan,) * 2, "variance_reduction": math.nan, "guardrail_passed": None,
+                             "seq_ci_low": math.nan, "seq_ci_high": math.nan, "seq_p_value": math.nan}
                 results[(seg, m.name)] = (res, extra, m)
         families = {
             DECISION_CORRECTION: [k for k, v in results.items() if k[0] == "all" and v[2].role == "decision"],
