@@ -73,6 +73,8 @@ class SyntheticConfig:
     synonym_rate: float = 0.55
     judgments: Literal["eval", "all"] = "eval"
     grade1_per_query: int = 30
+    consider_scale: float = 2.0
+    consider_power: float = 2.0
 
 
 PRESETS: dict[str, SyntheticConfig] = {
@@ -266,7 +268,12 @@ def build_queries(catalogue: Catalogue, config: SyntheticConfig, rng: np.random.
 def build_engagements(
     catalogue: Catalogue, queries: list[dict], config: SyntheticConfig, rng: np.random.Generator
 ) -> pa.Table:
-    """At least one engagement per query, the rest Zipf by rank; pins drawn by popularity within the intent."""
+    """At least one engagement per query, the rest Zipf by rank, on pins that match the intent.
+
+    A query's ``n`` engagements go to its *consideration set* (what a results page shows):
+    ``2 + consider_scale·ln(1+n)`` intent pins drawn by ``popularity**consider_power``; within it,
+    shopping picks follow popularity and organic picks its square root.
+    """
     if config.n_engagements < len(queries):
         raise ValueError(f"n_engagements={config.n_engagements} must be >= n_queries={len(queries)}")
     w = np.array([q["weight"] for q in queries])
@@ -275,6 +282,9 @@ def build_engagements(
     for q, n in zip(queries, counts, strict=True):
         q["n_engagements"] = int(n)
         cand = np.flatnonzero(catalogue.grade3(q["intent"]))
+        shown_pop = catalogue.popularity[cand] ** config.consider_power
+        size = min(len(cand), 2 + int(config.consider_scale * np.log1p(n)))
+        cand = cand[np.sort(rng.choice(len(cand), size=size, replace=False, p=shown_pop / shown_pop.sum()))]
         category = catalogue.types[q["intent"].types[0]].category
         p_organic = float(np.clip(FORMS[q["form"]][1] + ORGANIC_SHIFT.get(category, 0.0), 0.05, 0.95))
         organic = rng.random(n) < p_organic
@@ -338,6 +348,20 @@ def generate_synthetic(
     return write_synthetic(out_dir, config)
 
 
+def _keep_embeddings(path: Path, pins: pa.Table) -> pa.Table:
+    """The existing ``pins.parquet`` when it holds embeddings of exactly these pins (regenerating the
+    same catalogue, e.g. with more engagements, keeps the cached pin embeddings); else ``pins``."""
+    if not path.exists():
+        return pins
+    try:
+        old = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError):
+        return pins
+    if "embedding" in old.column_names and old.select(["pin_id", "text"]).cast(pins.schema).equals(pins):
+        return old
+    return pins
+
+
 def write_synthetic(out_dir: str | Path, config: SyntheticConfig) -> DatasetPaths:
     """Generate with ``config`` and write pins/engagements/judgments + query metadata + ``dataset.json``."""
     if config.n_pins < 1 or config.n_queries < 1:
@@ -348,7 +372,8 @@ def write_synthetic(out_dir: str | Path, config: SyntheticConfig) -> DatasetPath
     engagements = build_engagements(catalogue, queries, config, rng)
     judgments = build_judgments(catalogue, queries, config, rng)
     paths = DatasetPaths(Path(out_dir))
-    write_table(pa.table({"pin_id": catalogue.pin_ids, "text": catalogue.titles}), paths.pins, PINS)
+    write_table(_keep_embeddings(paths.pins, pa.table({"pin_id": catalogue.pin_ids, "text": catalogue.titles})),
+                paths.pins, PINS)
     write_table(engagements, paths.engagements, ENGAGEMENTS)
     write_table(judgments, paths.judgments, JUDGMENTS)
     meta = pa.table({
