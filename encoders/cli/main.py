@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "encoders.cli.train_commands",
     "encoders.cli.eval_commands",
     "abtest.cli",
+    "dashboard.cli",
     "encoders.cli.feast_commands",
 )
 

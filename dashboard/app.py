@@ -1,0 +1,36 @@
+"""Streamlit entry script: ``streamlit run dashboard/app.py`` (use ``searchsage dashboard``).
+
+Settings come from env vars (:mod:`dashboard.settings`). Pages: Experiments, Experiment detail,
+Relevance, Embedding explorer, Model card (``st.navigation`` multipage).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `streamlit run` puts only dashboard/ on sys.path
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from dashboard.pages import REGISTRY, experiment_detail, experiments, explorer, model_card, relevance  # noqa: E402
+
+
+def main() -> None:
+    st.set_page_config(page_title="SearchSage experiments", page_icon="🔎", layout="wide")
+    pages = {
+        "experiments": st.Page(experiments.render, title="Experiments", icon="🧪", url_path="experiments",
+                               default=True),
+        "detail": st.Page(experiment_detail.render, title="Experiment detail", icon="📊", url_path="detail"),
+        "relevance": st.Page(relevance.render, title="Relevance", icon="🎯", url_path="relevance"),
+        "explorer": st.Page(explorer.render, title="Embedding explorer", icon="🧭", url_path="explorer"),
+        "model_card": st.Page(model_card.render, title="Model card", icon="🪪", url_path="model-card"),
+    }
+    REGISTRY.clear()
+    REGISTRY.update(pages)
+    st.navigation(list(pages.values())).run()
+
+
+main()

@@ -1,0 +1,11 @@
+"""One module per dashboard page; each exposes ``render() -> None``.
+
+:data:`REGISTRY` maps page keys to the ``st.Page`` objects :mod:`dashboard.app` registered, so a
+page can link to another (empty when a page runs on its own, e.g. under ``AppTest``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+REGISTRY: dict[str, Any] = {}

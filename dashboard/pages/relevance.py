@@ -1,0 +1,107 @@
+"""Relevance page: nDCG@K and P@8 per arm, the paired difference, and the queries that moved most."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts
+from dashboard.loaders import DashboardDataError, load_experiment, load_pins
+from dashboard.pages.common import pick_experiment, settings
+from dashboard.tables import relevance_swings, side_by_side
+
+
+@st.cache_data(show_spinner=False)
+def _pin_texts(path: str, mtime: float) -> dict[str, str]:
+    pins = load_pins(path)
+    return dict(zip(pins.ids, pins.texts, strict=True))
+
+
+@st.cache_data(show_spinner=False)
+def _grades(path: str, mtime: float) -> dict[str, dict[str, float]]:
+    df = pd.read_parquet(path, columns=["query", "pin_id", "grade"])
+    out: dict[str, dict[str, float]] = {}
+    for q, p, g in df.itertuples(index=False):
+        out.setdefault(str(q), {})[str(p)] = float(g)
+    return out
+
+
+def _optional_lookups(source: str | None) -> tuple[dict[str, str] | None, dict[str, dict[str, float]] | None, list[str]]:
+    """Pin texts (settings.pins) and judgments (next to the analysed logs), when they can be read."""
+    notes: list[str] = []
+    texts = grades = None
+    pins = settings().pins
+    if pins is not None:
+        try:
+            texts = _pin_texts(str(pins), Path(pins).stat().st_mtime)
+        except (DashboardDataError, OSError) as exc:
+            notes.append(f"pin texts unavailable: {exc}")
+    judg = Path(source) / "judgments.parquet" if source else None
+    if judg is not None and judg.is_file():
+        try:
+            grades = _grades(str(judg), judg.stat().st_mtime)
+        except Exception as exc:  # malformed parquet: show ids only
+            notes.append(f"judgments unreadable ({judg}): {exc}")
+    return texts, grades, notes
+
+
+def render() -> None:
+    st.title("Relevance")
+    name = pick_experiment()
+    if name is None:
+        return
+    try:
+        exp = load_experiment(settings().results, name)
+    except DashboardDataError as exc:
+        st.error(f"Cannot show {name}: {exc}")
+        return
+    if exp.relevance is None or exp.relevance_per_query is None:
+        st.warning("No relevance results for this experiment. " + " ".join(n for n in exp.notes if "relevance" in n))
+        return
+    rel, per_query = exp.relevance, exp.relevance_per_query
+    k, p_k = int(rel.get("k", 10)), int(rel.get("p_k", 8))
+    st.caption(f"Judged queries per arm: {rel.get('queries_per_arm')}; unjudged results {rel.get('unjudged', '')}; "
+               f"P@{p_k} counts grade ≥ {rel.get('relevant_grade')}.")
+    cols = st.columns(2 * len(rel["mean"]))
+    i = 0
+    for arm, m in rel["mean"].items():
+        cols[i].metric(f"nDCG@{k} · {arm}", f"{m['ndcg_at_k']:.3f}")
+        cols[i + 1].metric(f"P@{p_k} · {arm}", f"{m['precision_at_k']:.3f}")
+        i += 2
+    st.altair_chart(charts.relevance_bars(rel["mean"], k, p_k))
+    comps = rel["comparisons"]
+    if comps:
+        st.subheader("Paired difference (treatment − control over the same queries)")
+        st.dataframe(pd.DataFrame([{
+            "metric": c["metric"], "arm": c["treatment"], "control": c["control_value"], "treatment": c["treatment_value"],
+            "Δ [95% CI]": f"{c['abs_delta']:+.3f} [{c['abs_ci'][0]:+.3f}, {c['abs_ci'][1]:+.3f}]",
+            "p": c["p_value"], "significant": bool(c.get("significant")), "queries": c.get("n_control")}
+            for c in comps]), hide_index=True, use_container_width=True)
+        st.altair_chart(charts.paired_diff_chart(comps), use_container_width=True)
+    control = exp.control
+    treatments = [a for a in per_query.arm.unique() if a != control]
+    if not treatments:
+        return
+    arm = st.selectbox("Treatment arm", treatments, key="rel_arm") if len(treatments) > 1 else treatments[0]
+    st.altair_chart(charts.query_scatter(per_query, control, arm), use_container_width=True)
+    winners, losers = relevance_swings(per_query, control, arm, n=5)
+    shown = ["query", "ndcg_at_k_control", "ndcg_at_k_treatment", "diff"]
+    c1, c2 = st.columns(2)
+    c1.subheader("Queries won most")
+    c1.dataframe(winners[shown], hide_index=True, use_container_width=True)
+    c2.subheader("Queries lost most")
+    c2.dataframe(losers[shown], hide_index=True, use_container_width=True)
+    moved = pd.concat([winners, losers], ignore_index=True)
+    if moved.empty:
+        st.info("No query changed its nDCG between the arms.")
+        return
+    texts, grades, notes = _optional_lookups(exp.summary.get("source"))
+    for n in notes:
+        st.caption(f"ℹ️ {n}")
+    q = st.selectbox("Results side by side for", moved["query"].tolist(), key="rel_query")
+    row = moved[moved["query"] == q].iloc[0]
+    st.dataframe(side_by_side(row["control_results"], row["treatment_results"], texts,
+                              None if grades is None else grades.get(q, {})),
+                 hide_index=True, use_container_width=True)
