@@ -86,10 +86,15 @@ def explain_failure(target: RedisTarget, exc: BaseException) -> RedisUnavailable
 def connect(conn: str, cluster: bool = False, check: bool = True) -> Any:
     """A redis-py client (``Redis`` or ``RedisCluster``) for ``conn``; ``check`` PINGs it first."""
     import redis
+    from redis.backoff import ExponentialBackoff
     from redis.cluster import ClusterNode, RedisCluster
+    from redis.retry import Retry
 
     target = parse_connection_string(conn)
-    kwargs = {"socket_connect_timeout": 3, **target.params}
+    # redis-py's default retries back off for seconds on a refused connection; fail fast instead.
+    kwargs: dict[str, Any] = {"socket_connect_timeout": 3, **target.params}
+    if not cluster:
+        kwargs.setdefault("retry", Retry(ExponentialBackoff(cap=0.2, base=0.02), 2))
     try:
         if cluster:
             client: Any = RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in target.nodes], **kwargs)

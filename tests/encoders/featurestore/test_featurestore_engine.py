@@ -1,0 +1,53 @@
+"""Pure helpers of the materialisation engine and the bundle-dimension checks."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from encoders.featurestore.engine import arrow_embedding_matrix, timestamps_to_bytes
+from encoders.featurestore.udfs import BundleDimMismatch, check_views_against_bundle
+
+
+def test_arrow_matrix_is_exact_and_refuses_bad_widths() -> None:
+    m = np.random.default_rng(0).standard_normal((5, 6), dtype=np.float32)
+    col = pa.chunked_array([pa.array(list(m[:2]), pa.list_(pa.float32())), pa.array(list(m[2:]), pa.list_(pa.float32()))])
+    assert arrow_embedding_matrix(col, 6, "v").tobytes() == m.tobytes()
+    assert arrow_embedding_matrix(col.combine_chunks().slice(1, 3), 6, "v").tobytes() == m[1:4].tobytes()
+    with pytest.raises(ValueError, match="declares vector_length=8"):
+        arrow_embedding_matrix(col, 8, "v")
+    with pytest.raises(ValueError, match="different lengths"):
+        arrow_embedding_matrix(pa.array([[1.0, 2.0], [1.0]], pa.list_(pa.float32())), None, "v")
+    with pytest.raises(ValueError, match="null embedding"):
+        arrow_embedding_matrix(pa.array([[1.0], None], pa.list_(pa.float32())), 1, "v")
+
+
+def test_timestamps_match_protobuf() -> None:
+    ts = [datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc), datetime(2025, 1, 2, tzinfo=timezone.utc)]
+    got = timestamps_to_bytes(pa.array(ts, pa.timestamp("us", tz="UTC")))
+    for t, b in zip(ts, got, strict=True):
+        pb = Timestamp()
+        pb.FromDatetime(t)
+        assert b == pb.SerializeToString()
+
+
+def test_apply_refuses_a_bundle_of_another_dimension(tiny_onnx_bundle, monkeypatch: pytest.MonkeyPatch) -> None:
+    from feast import Entity, FeatureView, Field, FileSource, ValueType
+    from feast.types import Array, Float32, String
+
+    monkeypatch.setenv("SEARCHSAGE_BUNDLE", str(tiny_onnx_bundle))
+    src = FileSource(name="s", path="x.parquet", timestamp_field="event_timestamp")
+
+    def view(dim: int) -> FeatureView:
+        return FeatureView(name="query_embedding", entities=[Entity(name="query", join_keys=["query"], value_type=ValueType.STRING)], source=src,
+                           tags={"searchsage.tower": "query"},
+                           schema=[Field(name="query", dtype=String),
+                                   Field(name="embedding", dtype=Array(Float32), vector_length=dim)])
+
+    check_views_against_bundle([view(32)])  # the tiny bundle is 32-d
+    with pytest.raises(BundleDimMismatch, match="makes 32-d embeddings but feature view 'query_embedding' declares"):
+        check_views_against_bundle([view(384)])
