@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 
+import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -21,10 +22,28 @@ from starlette.routing import Route
 from encoders.serving.service import EmbeddingService
 from encoders.serving.validation import BadRequest, RequestLimits, parse_embed_body
 
+try:  # orjson writes numpy float32 rows directly (shortest round-trip repr), ~14x faster than json
+    import orjson
+
+    def _dumps(payload: object) -> bytes:
+        return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+
+except ImportError:  # pragma: no cover - orjson is a dependency; keep working without it
+
+    def _dumps(payload: object) -> bytes:
+        return json.dumps(_plain(payload), separators=(",", ":"), allow_nan=False).encode()
+
+
+def _plain(obj: object) -> object:
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    return obj
+
 
 def _json(payload: object, status: int = 200) -> Response:
-    body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
-    return Response(body, status_code=status, media_type="application/json")
+    return Response(_dumps(payload), status_code=status, media_type="application/json")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -71,7 +90,7 @@ def create_app(service: EmbeddingService, limits: RequestLimits | None = None) -
             {
                 "model_version": result.model_version,
                 "dim": int(result.matrix.shape[1]),
-                "embeddings": result.matrix.tolist(),
+                "embeddings": np.ascontiguousarray(result.matrix, dtype=np.float32),
                 "cached": result.cached.tolist(),
             }
         )

@@ -54,6 +54,7 @@ class CacheThrough:
         metrics: hit/miss/write counters are recorded here.
         timeout_s: a lookup slower than this is treated as a store failure (all miss).
         max_pending_rows: write-back rows buffered at most; more are dropped (counted).
+        write_back: write misses back (off for int8 serving, whose rows would differ from fp32 ones).
     """
 
     def __init__(
@@ -67,6 +68,7 @@ class CacheThrough:
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
         max_pending_rows: int = 50_000,
+        write_back: bool = True,
     ) -> None:
         self.store = store
         self.dim = dim
@@ -76,6 +78,7 @@ class CacheThrough:
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
         self.max_pending_rows = max_pending_rows
+        self.write_back = write_back
         self.state = STATE_DISABLED if store is None else STATE_OK
         self.last_error: str | None = None
         self.failures = 0
@@ -192,7 +195,7 @@ class CacheThrough:
     # --- write-back -----------------------------------------------------------------------------
     def schedule_write(self, keys: list[str], matrix: np.ndarray) -> None:
         """Queue ``(N, D)`` rows for the background writer; dropped (counted) when the store is down."""
-        if self.store is None or not keys:
+        if self.store is None or not keys or not self.write_back:
             return
         if self.state != STATE_OK or self._pending_rows + len(keys) > self.max_pending_rows:
             self.metrics.writes_dropped += len(keys)

@@ -69,6 +69,9 @@ def build_service(
         enc, st, batching=config.batching, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms,
         workers=config.workers, store_timeout_s=config.store_timeout_ms / 1000.0,
         retry_initial_s=config.retry_initial_s, retry_max_s=config.retry_max_s,
+        # int8 rows depend on batch composition and differ from the fp32 rows materialisation
+        # writes under the same model_version: an int8 service reads the cache but never writes it.
+        write_back=config.variant == "fp32",
         info={"variant": config.variant, "max_batch": config.max_batch, "max_wait_ms": config.max_wait_ms},
     )
 

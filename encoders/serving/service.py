@@ -31,7 +31,7 @@ class EmbeddingService:
         encoder: the query encoder (``BundleEncoder`` in production).
         store: the online-store fast path or ``None``.
         batching / max_batch / max_wait_ms / workers: see :class:`DynamicBatcher`.
-        store_timeout_s, retry_initial_s, retry_max_s: see :class:`CacheThrough`.
+        store_timeout_s, retry_initial_s, retry_max_s, write_back: see :class:`CacheThrough`.
     """
 
     def __init__(
@@ -46,6 +46,7 @@ class EmbeddingService:
         store_timeout_s: float = 0.25,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
+        write_back: bool = True,
         info: dict[str, object] | None = None,
     ) -> None:
         self.encoder = encoder
@@ -60,6 +61,7 @@ class EmbeddingService:
         self.cache = CacheThrough(
             store, dim=self.dim, model_version=self.model_version, metrics=self.metrics,
             timeout_s=store_timeout_s, retry_initial_s=retry_initial_s, retry_max_s=retry_max_s,
+            write_back=write_back,
         )
 
     async def start(self) -> None:
@@ -98,6 +100,6 @@ class EmbeddingService:
             "dim": self.dim,
             "batching": isinstance(self.runner, DynamicBatcher),
             "queued_queries": self.runner.queued if isinstance(self.runner, DynamicBatcher) else 0,
-            "store": store.to_dict(),
+            "store": store.to_dict() | {"write_back": self.cache.write_back and self.cache.store is not None},
             **self.info,
         }

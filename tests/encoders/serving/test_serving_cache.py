@@ -108,3 +108,16 @@ def test_redis_down_degrades_health_keeps_answering_and_recovers(tiny_onnx_bundl
             assert wait_until(lambda: bool(reader.fetch(["shelf back"])[1].all()))
     finally:
         local.stop()
+
+
+def test_int8_service_reads_the_cache_but_never_writes_it(tiny_onnx_bundle: Path, redis_server: LocalRedis) -> None:
+    redis.Redis.from_url(redis_server.url).flushdb()
+    cfg = ServeConfig(bundle=tiny_onnx_bundle, threads=1, variant="int8", redis=redis_server.connection_string)
+    with running(build_app(cfg)) as port:
+        status, body = call(port, "POST", "/embed", {"queries": ["copper pipe"]})
+        time.sleep(0.3)
+        _, health = call(port, "GET", "/health")
+        _, metrics = call(port, "GET", "/metrics")
+    assert status == 200 and body["cached"] == [False]
+    assert health["store"]["write_back"] is False and metrics["cache"]["writes"] == 0
+    assert not feature_store_reader(redis_server.connection_string, body["dim"]).fetch(["copper pipe"])[1].any()
