@@ -26,10 +26,10 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from encoders.data.pin_embeddings import write_pins
 from encoders.data.schema import (
     ENGAGEMENTS,
     JUDGMENTS,
-    PINS,
     TIMESTAMP,
     DatasetPaths,
     DataValidationError,
@@ -176,7 +176,7 @@ def import_homedepot(
             "grade": pa.array(judged["relevance"], pa.float64()),
         }
     )
-    write_table(pins, out.pins, PINS)
+    write_pins(out, pins)
     write_table(engagements, out.engagements, ENGAGEMENTS)
     write_table(judgments, out.judgments, JUDGMENTS)
     stats = HomeDepotStats(

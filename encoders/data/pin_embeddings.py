@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from encoders.data.schema import PINS, DatasetPaths, read_table, write_table
 
@@ -126,6 +127,27 @@ def _write_pins_with_embedding(paths: DatasetPaths, pins: pa.Table, emb: np.ndar
     tmp = paths.pins.with_suffix(".parquet.tmp")
     write_table(base.append_column("embedding", col), tmp, PINS)
     os.replace(tmp, paths.pins)
+
+
+def write_pins(paths: DatasetPaths, pins: pa.Table) -> Path:
+    """Write ``pins`` (``pin_id``, ``text``) as ``pins.parquet`` for an importer/generator.
+
+    When the existing file holds embeddings of exactly these ids and texts (re-importing or
+    regenerating the same catalogue), it is kept with its embeddings and ``pin_tower.json``;
+    otherwise it is replaced and a stale ``pin_tower.json`` is removed.
+    """
+    if paths.pins.exists():
+        try:
+            old = pq.read_table(paths.pins)
+        except (pa.ArrowInvalid, OSError):
+            old = None
+        if old is not None and "embedding" in old.column_names and (
+            old.select(["pin_id", "text"]).cast(pins.schema).equals(pins)
+        ):
+            return paths.pins
+    (paths.root / PIN_TOWER_FILE).unlink(missing_ok=True)
+    write_table(pins, paths.pins, PINS)
+    return paths.pins
 
 
 def embed_pins(

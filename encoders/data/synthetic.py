@@ -38,7 +38,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from encoders.data import synthetic_catalogue as cat
-from encoders.data.schema import ENGAGEMENTS, JUDGMENTS, PINS, TIMESTAMP, DatasetPaths, write_table
+from encoders.data.pin_embeddings import write_pins
+from encoders.data.schema import ENGAGEMENTS, JUDGMENTS, TIMESTAMP, DatasetPaths, write_table
 from encoders.data.split import is_eval_query
 from encoders.normalize import normalize_query
 
@@ -348,20 +349,6 @@ def generate_synthetic(
     return write_synthetic(out_dir, config)
 
 
-def _keep_embeddings(path: Path, pins: pa.Table) -> pa.Table:
-    """The existing ``pins.parquet`` when it holds embeddings of exactly these pins (regenerating the
-    same catalogue, e.g. with more engagements, keeps the cached pin embeddings); else ``pins``."""
-    if not path.exists():
-        return pins
-    try:
-        old = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError):
-        return pins
-    if "embedding" in old.column_names and old.select(["pin_id", "text"]).cast(pins.schema).equals(pins):
-        return old
-    return pins
-
-
 def write_synthetic(out_dir: str | Path, config: SyntheticConfig) -> DatasetPaths:
     """Generate with ``config`` and write pins/engagements/judgments + query metadata + ``dataset.json``."""
     if config.n_pins < 1 or config.n_queries < 1:
@@ -372,8 +359,7 @@ def write_synthetic(out_dir: str | Path, config: SyntheticConfig) -> DatasetPath
     engagements = build_engagements(catalogue, queries, config, rng)
     judgments = build_judgments(catalogue, queries, config, rng)
     paths = DatasetPaths(Path(out_dir))
-    write_table(_keep_embeddings(paths.pins, pa.table({"pin_id": catalogue.pin_ids, "text": catalogue.titles})),
-                paths.pins, PINS)
+    write_pins(paths, pa.table({"pin_id": catalogue.pin_ids, "text": catalogue.titles}))
     write_table(engagements, paths.engagements, ENGAGEMENTS)
     write_table(judgments, paths.judgments, JUDGMENTS)
     meta = pa.table({

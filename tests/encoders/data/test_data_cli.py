@@ -30,6 +30,14 @@ def test_synth_validate_embed_end_to_end(tmp_path: Path, tiny_bert_dir: Path, ca
     assert json.loads((out / "pin_tower.json").read_text())["dim"] == 32
     assert main(["data", "validate", str(out)]) == 0
     assert "embeddings D=32" in capsys.readouterr().out
+    # regenerating the same catalogue with more engagements keeps the cached pin embeddings
+    synth = ["data", "synth", "--out", str(out), "--preset", "small", "--pins", "300", "--queries", "60"]
+    assert main([*synth, "--engagements", "2000"]) == 0
+    assert "embeddings D=32" in capsys.readouterr().out
+    # a different catalogue (other seed) drops them: they would not match the new texts
+    assert main([*synth, "--seed", "3"]) == 0
+    assert "no embeddings yet" in capsys.readouterr().out
+    assert not (out / "pin_tower.json").exists()  # no stale description of embeddings that are gone
 
 
 def test_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
