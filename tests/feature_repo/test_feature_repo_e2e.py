@@ -18,6 +18,7 @@ import pytest
 from encoders.featurestore.sources import append_pins, append_queries
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
 FEAST = str(Path(sys.executable).with_name("feast"))
 DB = 7  # a database of the shared redis fixture that no other test module flushes
 QUERIES = ["Red Chair", "oak  TABLE", "brass lamp", "garden hose", "red chair"]  # last two normalise equal
