@@ -106,7 +106,8 @@ class DynamicBatcher(_RunnerBase):
         self.max_wait_s = max_wait_ms / 1000.0
         self._queue: deque[_Pending] = deque()
         self._queued = 0
-        self._wake: asyncio.Event | None = None
+        self._signal: asyncio.Future[None] | None = None  # what _run is waiting on
+        self._idle = True  # _run waits for a first query (True) or for a full batch (False)
         self._slots: asyncio.Semaphore | None = None
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Future[object]] = set()
@@ -119,7 +120,6 @@ class DynamicBatcher(_RunnerBase):
     async def start(self) -> None:
         """Start the flushing task on the running loop (idempotent)."""
         if self._task is None:
-            self._wake = asyncio.Event()
             self._slots = asyncio.Semaphore(self.workers)
             self._task = asyncio.get_running_loop().create_task(self._run(), name="searchsage-batcher")
 
@@ -153,28 +153,29 @@ class DynamicBatcher(_RunnerBase):
         fut: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(texts, fut))
         self._queued += len(texts)
-        assert self._wake is not None
-        self._wake.set()
+        if self._signal is not None and (self._idle or self._queued >= self.max_batch):
+            _wake(self._signal)
         return await fut
 
     async def _run(self) -> None:
-        assert self._wake is not None and self._slots is not None
+        assert self._slots is not None
+        loop = asyncio.get_running_loop()
         while True:
-            if not self._queue:
-                self._wake.clear()
-                await self._wake.wait()
+            if not self._queue:  # idle: sleep until encode() queues something
+                self._idle = True
+                self._signal = loop.create_future()
+                await self._signal
                 continue
-            # Wait until the batch is full or its oldest query has waited max_wait.
-            deadline = self._queue[0].enqueued + self.max_wait_s
-            while self._queued < self.max_batch:
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    break
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), remaining)
-                except asyncio.TimeoutError:
-                    break
+            # Wait until the batch is full or its oldest query has waited max_wait. encode() only
+            # wakes us when the batch fills, so waiting costs one timer per batch, not per request.
+            remaining = self._queue[0].enqueued + self.max_wait_s - time.perf_counter()
+            if self._queued < self.max_batch and remaining > 0:
+                self._idle = False
+                self._signal = loop.create_future()
+                timer = loop.call_later(remaining, _wake, self._signal)
+                await self._signal
+                timer.cancel()
+            self._signal = None
             await self._slots.acquire()  # one batch in flight per worker; the queue keeps filling
             batch = self._take()
             if batch:
@@ -233,6 +234,11 @@ class DynamicBatcher(_RunnerBase):
                     p.future.set_result(matrix[[row[t] for t in p.texts]])
 
         fut.add_done_callback(done)
+
+
+def _wake(signal: asyncio.Future[None]) -> None:
+    if not signal.done():
+        signal.set_result(None)
 
 
 def make_runner(
