@@ -18,6 +18,7 @@ the rest ``tail`` (or a ``query_segments.parquet`` with ``query, segment`` in th
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -74,7 +75,9 @@ def _connect(cfg: AggregateConfig, out_dir: Path):
     con = duckdb.connect()
     con.execute(f"SET memory_limit = '{cfg.memory_limit}'")
     con.execute(f"SET threads = {int(cfg.threads)}")
-    con.execute(f"SET temp_directory = '{cfg.temp_dir or (out_dir / '.duckdb_tmp')}'")
+    spill = Path(cfg.temp_dir) if cfg.temp_dir else out_dir / ".duckdb_tmp"
+    spill.mkdir(parents=True, exist_ok=True)
+    con.execute(f"SET temp_directory = '{spill}'")
     con.execute("SET preserve_insertion_order = false")
     return con
 
@@ -198,6 +201,8 @@ def aggregate_logs(logs_dir: str | Path, out_dir: str | Path, config: AggregateC
         ).fetchone()
     finally:
         con.close()
+        if not cfg.temp_dir:
+            shutil.rmtree(out_dir / ".duckdb_tmp", ignore_errors=True)
     return AggregateResult(
         users_path=users_path, user_days_path=days_path, experiment=experiment, arms={k: int(v) for k, v in arms.items()},
         start=str(start), end=str(end), running_days=int(days), multi_arm_users_excluded=int(multi),
