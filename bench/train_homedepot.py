@@ -72,12 +72,15 @@ def main() -> int:
     if args.eval_only:
         run = Path(args.eval_only)
     else:
-        from encoders.cli.main import main as cli
+        from encoders.cli import train_commands
 
         cmd = ["train", "--data", str(data), *train_args]
         rec["command"] = "searchsage " + " ".join(cmd)
+        parser = argparse.ArgumentParser(prog="searchsage")
+        train_commands.register(parser.add_subparsers())
         t0 = time.perf_counter()
-        rc = cli(cmd)
+        ns = parser.parse_args(cmd)
+        rc = ns.func(ns)
         if rc:
             return rc
         rec["wall_s"] = round(time.perf_counter() - t0, 1)

@@ -42,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--base-model", default=None, help="local transformers directory (default: packaged MiniLM)")
     p.add_argument("--pooling", choices=["mean", "cls"], default="mean", help="pooling (default mean: measured best)")
     p.add_argument("--max-length", type=int, default=32, help="max query tokens (default 32)")
+    p.add_argument("--train-layers", type=int, default=None,
+                   help="fine-tune only the top N encoder layers (default: all; 0 = readout only)")
     p.add_argument("--epochs", type=float, default=2.0, help="epochs (fractional allowed; default 2)")
     p.add_argument("--batch-size", type=int, default=128, help="pairs per step (default 128)")
     p.add_argument("--lr", type=float, default=5e-5, help="encoder learning rate (default 5e-5)")
@@ -83,6 +85,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise CLIError(f"--batch-size must be >= 2 (in-batch negatives), got {args.batch_size}")
     config = TrainConfig(
         data=args.data, out=args.out, base_model=args.base_model, pooling=args.pooling, max_length=args.max_length,
+        train_layers=args.train_layers,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, readout_lr=args.readout_lr,
         temperature=args.temperature, learn_temperature=args.learn_temperature,
         max_per_pin=args.max_per_pin or None, task_weights=args.task_weights,

@@ -11,6 +11,8 @@ from typing import Any, Literal
 class TrainConfig:
     """Everything a training run needs; written into ``train_summary.json`` and ``checkpoint.pt``.
 
+    ``train_layers``: fine-tune only the top N Transformer layers (the embeddings and lower layers
+    are frozen; ``None`` = all, ``0`` = readout only) — a cheaper step on a busy CPU.
     Learning rates are per optimizer step. ``epochs`` may be fractional. ``max_steps`` /
     ``max_minutes`` stop early (the LR schedule is laid out over ``min(max_steps, epochs × batches)``
     steps, or over ``schedule_steps`` when given — e.g. to stop at ``max_steps`` and resume later
@@ -28,6 +30,7 @@ class TrainConfig:
     pooling: Literal["mean", "cls"] = "mean"
     max_length: int = 32
     readout_init: Literal["auto", "identity", "random"] = "auto"
+    train_layers: int | None = None
     epochs: float = 2.0
     batch_size: int = 128
     lr: float = 5e-5

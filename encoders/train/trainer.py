@@ -147,6 +147,24 @@ def _build_tower(config: TrainConfig, base_model: str, dim: int) -> QueryTower:
     return QueryTower(tcfg)
 
 
+def freeze_lower_layers(tower: QueryTower, train_layers: int | None) -> None:
+    """Freeze the encoder except its top ``train_layers`` layers (the readout always trains)."""
+    if train_layers is None:
+        return
+    stacks = [m for n, m in tower.encoder.named_modules()
+              if isinstance(m, nn.ModuleList) and n.rsplit(".", 1)[-1] in ("layer", "layers")]
+    if not stacks:
+        raise TrainDataError("--train-layers needs an encoder with a 'layer'/'layers' module list (BERT-like)")
+    layers = list(stacks[0])
+    if not 0 <= train_layers <= len(layers):
+        raise TrainDataError(f"--train-layers must be between 0 and {len(layers)}, got {train_layers}")
+    for p in tower.encoder.parameters():
+        p.requires_grad_(False)
+    for layer in layers[len(layers) - train_layers :]:
+        for p in layer.parameters():
+            p.requires_grad_(True)
+
+
 class _Negatives:
     """Draws the extra negative columns of one step: hard + random + queue (ids into the pin matrix)."""
 
@@ -205,6 +223,7 @@ def train(config: TrainConfig) -> TrainResult:
     pins_t = torch.from_numpy(np.array(pin_emb, dtype=np.float32, copy=True))
 
     tower = _build_tower(config, base_model, pin_emb.shape[1])
+    freeze_lower_layers(tower, config.train_layers)
     tokenizer = load_tokenizer(base_model)
     temperature = Temperature(config.temperature, learn=config.learn_temperature)
     hard = None
@@ -214,7 +233,7 @@ def train(config: TrainConfig) -> TrainResult:
     all_ids = torch.arange(len(pin_ids))
 
     readout = list(tower.readout.parameters())
-    encoder_params = [p for n, p in tower.named_parameters() if not n.startswith("readout.")]
+    encoder_params = [p for n, p in tower.named_parameters() if not n.startswith("readout.") and p.requires_grad]
     decay = [p for p in encoder_params if p.ndim > 1]
     no_decay = [p for p in encoder_params if p.ndim <= 1]
     groups = [
@@ -290,7 +309,7 @@ def train(config: TrainConfig) -> TrainResult:
             )
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
-            nn.utils.clip_grad_norm_(tower.parameters(), config.max_grad_norm)
+            nn.utils.clip_grad_norm_([p for p in tower.parameters() if p.requires_grad], config.max_grad_norm)
             optimizer.step()
             scheduler.step()
             step += 1

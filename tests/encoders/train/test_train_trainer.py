@@ -114,3 +114,17 @@ def test_cli_trains_a_few_steps(tmp_path: Path, tiny_bert_dir: Path) -> None:
     assert rc == 0
     summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
     assert summary["steps"] == 3 and summary["readout_init"] == "identity"
+
+
+def test_train_layers_freezes_the_lower_encoder(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    data = _dataset(tmp_path / "data", dim=32)
+    train(_config(data, tmp_path / "run", tiny_bert_dir, max_steps=3, train_layers=1))
+    before = QueryTower.load(tmp_path / "run").state_dict()
+    from transformers import AutoModel
+
+    base = AutoModel.from_pretrained(str(tiny_bert_dir)).state_dict()
+    assert torch.equal(before["encoder.embeddings.word_embeddings.weight"], base["embeddings.word_embeddings.weight"])
+    assert torch.equal(before["encoder.encoder.layer.0.output.dense.weight"], base["encoder.layer.0.output.dense.weight"])
+    assert not torch.equal(before["encoder.encoder.layer.1.output.dense.weight"], base["encoder.layer.1.output.dense.weight"])
+    with pytest.raises(TrainDataError, match="between 0 and 2"):
+        train(_config(data, tmp_path / "bad", tiny_bert_dir, max_steps=1, train_layers=5))
