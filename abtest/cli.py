@@ -87,6 +87,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     enc = sim.add_mutually_exclusive_group()
     enc.add_argument("--treatment-bundle", type=Path, help="exported bundle whose query tower embeds the queries")
     enc.add_argument("--treatment-run", type=Path, help="training run dir (tower.pt; needs torch)")
+    enc.add_argument("--rankings", type=Path,
+                     help="precomputed rankings per arm (parquet: arm, query, pin_ids) with arms control/treatment")
     sim.add_argument("--k", type=_positive_int, default=20, help="results per query page (default 20)")
     sim.set_defaults(func=_cmd_simulate)
 
@@ -156,16 +158,20 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         raise CLIError("give --data DATASET_DIR (or --synthetic-arena for a dataset-free run)")
     else:
         from abtest.simulate.dataset import SimulationSetupError, build_dataset_arena
-        from abtest.simulate.rankings import bundle_query_encoder, run_query_encoder
+        from abtest.simulate.rankings import bundle_query_encoder, read_served, run_query_encoder
 
         encoder = None
         if args.treatment_bundle:
             encoder = bundle_query_encoder(args.treatment_bundle)
         elif args.treatment_run:
             encoder = run_query_encoder(args.treatment_run)
+        pre = read_served(args.rankings) if args.rankings else None
+        if pre is not None and not {"control", "treatment"} <= set(pre):
+            raise CLIError(f"file {args.rankings}, column 'arm': expected arms control and treatment, "
+                           f"found {sorted(pre)}")
         try:
             built = build_dataset_arena(args.data, args.control_strategy, args.treatment_strategy, k=args.k,
-                                        seed=args.seed, query_encoder=encoder)
+                                        seed=args.seed, query_encoder=encoder, precomputed=pre)
         except SimulationSetupError as exc:
             raise CLIError(str(exc)) from None
         arena, rankings = built.arena, built.rankings
@@ -176,7 +182,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     sim_json = args.out / "simulation.json"
     info = json.loads(sim_json.read_text())
     info["arms"] = {"control": args.control_strategy, "treatment": args.treatment_strategy,
-                    "treatment_encoder": str(args.treatment_bundle or args.treatment_run or "engagement-centroid")}
+                    "treatment_encoder": str(args.treatment_bundle or args.treatment_run or args.rankings
+                                             or "engagement-centroid")}
     sim_json.write_text(json.dumps(info, indent=2))
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items())
           + f" in {time.perf_counter() - t0:.1f}s")

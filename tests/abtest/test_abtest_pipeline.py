@@ -136,3 +136,18 @@ def test_simulator_speed() -> None:
     ev = simulate_events(arena, SimConfig(n_users=10_000, days=14))
     took = time.perf_counter() - t0
     assert ev.i_search.size > 1_000_000 and took < 10.0, took
+
+
+def test_simulate_from_precomputed_rankings(dataset: Path, simulated: Path, tmp_path: Path) -> None:
+    """An A/A run from a precomputed ranking file: both arms serve the control's lists."""
+    served = pq.read_table(simulated / "served.parquet").to_pandas()
+    ctrl = served[served.arm == "control"]
+    pq.write_table(pa.Table.from_pandas(pd.concat([ctrl, ctrl.assign(arm="treatment")]), preserve_index=False),
+                   tmp_path / "rank.parquet")
+    logs = tmp_path / "logs"
+    assert main(["abtest", "simulate", "--data", str(dataset), "--out", str(logs), "--users", "300", "--days", "2",
+                 "--rankings", str(tmp_path / "rank.parquet")]) == 0
+    out = pq.read_table(logs / "served.parquet").to_pandas()
+    a = out[out.arm == "control"].set_index("query").pin_ids.map(list)
+    b = out[out.arm == "treatment"].set_index("query").pin_ids.map(list)
+    assert (a == b.loc[a.index]).all()
