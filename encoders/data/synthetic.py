@@ -110,18 +110,18 @@ class Catalogue:
     attr: np.ndarray
     popularity: np.ndarray
 
-    def field_values(self, field: str) -> np.ndarray:
-        if field == "spec":
-            return np.array(["|".join(s) for s in self.spec], dtype=object)
-        return self.brand if field == "brand" else self.attr
-
     def grade3(self, intent: Intent) -> np.ndarray:
         """Boolean mask ``(N,)`` of pins that match ``intent`` exactly."""
-        mask = np.isin(self.type_idx, intent.types)
-        if intent.field == "spec":
-            mask &= np.array([any(v in s for v in intent.values) for s in self.spec])
-        elif intent.field is not None:
-            mask &= np.isin(self.field_values(intent.field), intent.values)
+        idx = np.flatnonzero(np.isin(self.type_idx, intent.types))
+        if intent.field is not None:
+            wanted = set(intent.values)
+            if intent.field == "spec":
+                idx = np.array([i for i in idx if wanted.intersection(self.spec[i])], dtype=np.int64)
+            else:
+                values = self.brand if intent.field == "brand" else self.attr
+                idx = np.array([i for i in idx if values[i] in wanted], dtype=np.int64)
+        mask = np.zeros(len(self.pin_ids), dtype=bool)
+        mask[idx] = True
         return mask
 
 
@@ -309,7 +309,9 @@ def build_judgments(
     catalogue: Catalogue, queries: list[dict], config: SyntheticConfig, rng: np.random.Generator
 ) -> pa.Table:
     """Graded judgments 3/2/1 (intent / product type / category sample) for eval (or all) queries."""
-    categories = np.array([catalogue.types[t].category for t in catalogue.type_idx], dtype=object)
+    cat_names = sorted({t.category for t in catalogue.types})
+    type_cat = np.array([cat_names.index(t.category) for t in catalogue.types])
+    categories = type_cat[catalogue.type_idx]
     qs, ps, gs = [], [], []
     for q in queries:
         if config.judgments == "eval" and not is_eval_query(q["query"]):
@@ -317,7 +319,7 @@ def build_judgments(
         intent: Intent = q["intent"]
         g3 = catalogue.grade3(intent)
         g2 = np.isin(catalogue.type_idx, intent.types) & ~g3
-        cats = sorted({catalogue.types[t].category for t in intent.types})
+        cats = np.unique(type_cat[list(intent.types)])
         g1 = np.flatnonzero(np.isin(categories, cats) & ~g3 & ~g2)
         if len(g1) > config.grade1_per_query:
             g1 = np.sort(rng.choice(g1, size=config.grade1_per_query, replace=False))
