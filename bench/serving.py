@@ -193,7 +193,12 @@ async def open_loop(port: int, bodies: list[bytes], rate: float, duration_s: flo
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(fire(bodies[i % len(bodies)], scheduled)))
-    await asyncio.gather(*tasks)
+    # Bounded: requests still unanswered 30 s after the last send are cancelled and counted as errors.
+    _, pending = await asyncio.wait(tasks, timeout=30.0)
+    for t in pending:
+        t.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    errors += len(pending)
     elapsed = time.perf_counter() - t0
     while not pool.empty():
         await pool.get_nowait().close()
