@@ -21,7 +21,12 @@ import numpy as np
 import pyarrow as pa
 from feast.infra.compute_engines.local.compute import LocalComputeEngine, LocalComputeEngineConfig
 from feast.infra.compute_engines.local.feature_builder import LocalFeatureBuilder
-from feast.infra.compute_engines.local.nodes import LocalDedupNode, LocalOutputNode, LocalSourceReadNode
+from feast.infra.compute_engines.local.nodes import (
+    LocalDedupNode,
+    LocalFilterNode,
+    LocalOutputNode,
+    LocalSourceReadNode,
+)
 from feast.infra.online_stores.redis import RedisOnlineStore
 
 from encoders.featurestore import codec
@@ -106,7 +111,9 @@ class FastEmbeddingOutputNode(LocalOutputNode):
             part = table.slice(start, batch)
             matrix = arrow_embedding_matrix(part.column("embedding"), emb.dim, view.name)
             keys = emb.redis_keys(part.column(join_key).to_pylist())
-            mvs = [codec.encode_string_value(str(v)) for v in part.column("model_version").to_pylist()]
+            mv_cache: dict[str, bytes] = {}
+            mvs = [mv_cache.get(v) or mv_cache.setdefault(v, codec.encode_string_value(v))
+                   for v in map(str, part.column("model_version").to_pylist())]
             emb.write_encoded(keys, codec.encode_float_list(matrix), mvs, timestamps_to_bytes(part.column(ts_col)))
         if view.offline:
             context.offline_store.offline_write_batch(
@@ -168,6 +175,21 @@ class ArrowParquetSourceNode(LocalSourceReadNode):
         return _arrow_value(table)
 
 
+class PassThroughFilterNode(LocalFilterNode):
+    """Materialisation has no entity timestamps and (here) no filter expression: skip the
+    Arrow -> pandas -> Arrow round trip of the stock node, which copies every embedding row."""
+
+    def execute(self, context: Any) -> Any:
+        from feast.infra.compute_engines.utils import ENTITY_TS_ALIAS
+
+        table: pa.Table = self.get_single_table(context).data
+        if self.filter_expr or ENTITY_TS_ALIAS in table.column_names:
+            return super().execute(context)
+        out = _arrow_value(table)
+        context.node_outputs[self.name] = out
+        return out
+
+
 class ArrowDedupNode(LocalDedupNode):
     """Latest row per join key (by event, then created timestamp) with pyarrow sorting."""
 
@@ -197,6 +219,12 @@ class EmbeddingFeatureBuilder(LocalFeatureBuilder):
             "source", view.source, self.get_column_info(view), self.task.start_time, self.task.end_time,
             keep_all_columns=self._should_transform(view),
         )
+        self.nodes.append(node)
+        return node
+
+    def build_filter_node(self, view: Any, input_node: Any) -> Any:
+        node = PassThroughFilterNode("filter", self.get_column_info(view), self.backend,
+                                     getattr(view, "filter", None), getattr(view, "ttl", None), inputs=[input_node])
         self.nodes.append(node)
         return node
 
