@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from encoders.serving.metrics import to_prometheus
 from encoders.serving.service import EmbeddingService
 from encoders.serving.validation import BadRequest, RequestLimits, parse_embed_body
 
@@ -104,6 +105,8 @@ def create_app(service: EmbeddingService, limits: RequestLimits | None = None) -
         snap = metrics.snapshot()
         snap["store"] = service.cache.health().to_dict()
         snap["cache"]["stale"] = service.cache.stale  # type: ignore[index]
+        if request.query_params.get("format") == "prometheus":
+            return Response(to_prometheus(snap), media_type="text/plain; version=0.0.4")
         return _json(snap)
 
     @contextlib.asynccontextmanager

@@ -137,3 +137,36 @@ class ServiceMetrics:
             },
             "encoder_errors": self.encoder_errors,
         }
+
+
+def to_prometheus(snap: dict[str, object], prefix: str = "searchsage_serve") -> str:
+    """Prometheus text exposition of a :meth:`ServiceMetrics.snapshot` (counters, gauges, histogram)."""
+    lines: list[str] = []
+    req = snap["requests"]
+    assert isinstance(req, dict)
+    lines.append(f"# TYPE {prefix}_requests_total counter")
+    for cls in ("2xx", "4xx", "5xx"):
+        lines.append(f'{prefix}_requests_total{{status="{cls}"}} {req.get(cls, 0)}')
+    lines += [f"# TYPE {prefix}_queries_total counter", f"{prefix}_queries_total {snap['queries']}"]
+    batches = snap["batches"]
+    assert isinstance(batches, dict)
+    lines.append(f"# TYPE {prefix}_batch_size histogram")
+    cumulative = 0
+    for label, count in batches["histogram"].items():
+        cumulative += count
+        le = "+Inf" if label.startswith(">") else label[2:]
+        lines.append(f'{prefix}_batch_size_bucket{{le="{le}"}} {cumulative}')
+    lines += [f"{prefix}_batch_size_sum {batches['queries']}", f"{prefix}_batch_size_count {batches['count']}"]
+    latency = snap["latency"]
+    assert isinstance(latency, dict)
+    lines.append(f"# TYPE {prefix}_latency_ms gauge")
+    for what, summary in latency.items():
+        for q in ("p50", "p90", "p99"):
+            lines.append(f'{prefix}_latency_ms{{kind="{what}",quantile="{q}"}} {summary[f"{q}_ms"]}')
+    cache = snap["cache"]
+    assert isinstance(cache, dict)
+    for key in ("hits", "misses", "bypassed", "stale", "writes", "write_errors", "writes_dropped", "store_errors"):
+        if key in cache:
+            lines += [f"# TYPE {prefix}_cache_{key}_total counter", f"{prefix}_cache_{key}_total {cache[key]}"]
+    lines += [f"# TYPE {prefix}_cache_hit_rate gauge", f"{prefix}_cache_hit_rate {cache['hit_rate']}"]
+    return "\n".join(lines) + "\n"

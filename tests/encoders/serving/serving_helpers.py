@@ -67,3 +67,13 @@ def concurrent_embeds(port: int, queries: list[str]) -> list[tuple[int, Any]]:
         return await asyncio.gather(*(one(q) for q in queries))
 
     return asyncio.run(go())
+
+
+def raw_get(port: int, path: str) -> tuple[int, bytes]:
+    """GET ``path`` -> ``(status, body bytes)``."""
+
+    async def go() -> tuple[int, bytes]:
+        async with EmbedClient("127.0.0.1", port) as c:
+            return await c.request("GET", path)
+
+    return asyncio.run(go())

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving_helpers import call, concurrent_embeds, raw, running
+from serving_helpers import call, concurrent_embeds, raw, raw_get, running
 
 from encoders.normalize import normalize_query
 from encoders.runtime import BundleEncoder
 from encoders.serving.config import ServeConfig
+from encoders.serving.metrics import to_prometheus
 from encoders.serving.server import build_app
 
 QUERIES = ["Angle  BRACKET", "red chair", "LED light bulb", "garden hose", "oak   table  "]
@@ -46,6 +47,9 @@ def test_concurrent_requests_are_grouped_into_batches(tiny_onnx_bundle: Path) ->
     assert sum(hist.values()) == batches["count"]
     assert sum(v for k, v in hist.items() if k != "<=1") >= 1, hist
     assert metrics["requests"]["2xx"] == 40 and metrics["latency"]["request"]["count"] == 40
+    prom = to_prometheus(metrics)
+    assert f'searchsage_serve_batch_size_bucket{{le="+Inf"}} {batches["count"]}' in prom
+    assert 'searchsage_serve_requests_total{status="2xx"} 40' in prom
 
 
 def test_unbatched_service_makes_one_encoder_call_per_request(tiny_onnx_bundle: Path) -> None:
@@ -89,6 +93,8 @@ def test_bad_inputs_get_4xx_with_a_message_and_the_worker_keeps_serving(tiny_onn
         assert call(port, "GET", "/nowhere")[0] == 404
         status, body = call(port, "POST", "/embed", {"queries": ["angle bracket"]})
         _, metrics = call(port, "GET", "/metrics")
+        prom_status, prom = raw_get(port, "/metrics?format=prometheus")
+    assert prom_status == 200 and b'searchsage_serve_requests_total{status="4xx"}' in prom
     assert status == 200 and len(body["embeddings"]) == 1
     assert metrics["requests"]["4xx"] == len(bad_json) + 4 + 2 and metrics["requests"]["5xx"] == 0
 
