@@ -89,6 +89,9 @@ def test_evaluate_all_systems_and_roundtrip(dataset: Path, run_dir: Path, tmp_pa
     assert report.index_size == report.n_pins == 80 and report.n_pairs > 0
     assert set(report.task_pairs) == {"organic", "shopping"}
     assert sum(report.task_pairs.values()) == report.n_pairs
+    for s in report.systems:  # tasks split the pairs here, so the pair-weighted task recalls give the total
+        pooled = sum(s.per_task[t][10] * n for t, n in report.task_pairs.items()) / report.n_pairs
+        assert pooled == pytest.approx(s.recall[10])
     # the identity-readout run equals the zero-shot model: same rankings, zero difference
     zs, ss = report.system("zero_shot"), report.system("searchsage")
     assert ss.recall == zs.recall and ss.ndcg == zs.ndcg
