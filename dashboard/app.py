@@ -15,18 +15,18 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only dashboard/ on sys.pat
 
 import streamlit as st  # noqa: E402
 
-from dashboard.pages import REGISTRY, experiment_detail, experiments, explorer, model_card, relevance  # noqa: E402
+from dashboard.views import REGISTRY, experiment_detail, experiments, explorer, model_card, relevance  # noqa: E402
 
 
 def main() -> None:
-    st.set_page_config(page_title="SearchSage experiments", page_icon="🔎", layout="wide")
+    st.set_page_config(page_title="SearchSage experiments", page_icon=":material/search:", layout="wide")
     pages = {
-        "experiments": st.Page(experiments.render, title="Experiments", icon="🧪", url_path="experiments",
+        "experiments": st.Page(experiments.render, title="Experiments", icon=":material/science:", url_path="experiments",
                                default=True),
-        "detail": st.Page(experiment_detail.render, title="Experiment detail", icon="📊", url_path="detail"),
-        "relevance": st.Page(relevance.render, title="Relevance", icon="🎯", url_path="relevance"),
-        "explorer": st.Page(explorer.render, title="Embedding explorer", icon="🧭", url_path="explorer"),
-        "model_card": st.Page(model_card.render, title="Model card", icon="🪪", url_path="model-card"),
+        "detail": st.Page(experiment_detail.render, title="Experiment detail", icon=":material/monitoring:", url_path="detail"),
+        "relevance": st.Page(relevance.render, title="Relevance", icon=":material/target:", url_path="relevance"),
+        "explorer": st.Page(explorer.render, title="Embedding explorer", icon=":material/explore:", url_path="explorer"),
+        "model_card": st.Page(model_card.render, title="Model card", icon=":material/badge:", url_path="model-card"),
     }
     REGISTRY.clear()
     REGISTRY.update(pages)

@@ -42,7 +42,7 @@ def forest_plot(rows: pd.DataFrame, title: str = "Relative lift (treatment vs co
     df["verdict"] = df["verdict"].replace("", "not significant")
     df["label"] = df["metric"] + (" · " + df["treatment"] if df["treatment"].nunique() > 1 else "")
     df = _clip_intervals(df, "rel_ci_low", "rel_ci_high", "rel_delta")
-    y = alt.Y("label:N", sort=None, title=None)
+    y = alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=260))
     base = alt.Chart(df)
     bars = base.mark_rule(strokeWidth=3).encode(
         y=y, x=alt.X("rel_ci_low:Q", axis=alt.Axis(format="%"), title="relative lift"), x2="rel_ci_high:Q",
@@ -97,7 +97,7 @@ def segment_chart(rows: pd.DataFrame, metric: str) -> alt.LayerChart:
     df["label"] = df["segment"] + (" · " + df["treatment"] if df["treatment"].nunique() > 1 else "")
     df = df[np.isfinite(df["rel_delta"].to_numpy(dtype=float))]
     df = _clip_intervals(df, "rel_ci_low", "rel_ci_high", "rel_delta")
-    y = alt.Y("label:N", sort=None, title="segment")
+    y = alt.Y("label:N", sort=None, title="segment", axis=alt.Axis(labelLimit=260))
     bars = alt.Chart(df).mark_rule(strokeWidth=3).encode(
         y=y, x=alt.X("rel_ci_low:Q", axis=alt.Axis(format="%"), title="relative lift"), x2="rel_ci_high:Q",
         color=alt.Color("verdict:N", scale=VERDICT_SCALE, title=None))
@@ -114,7 +114,8 @@ def relevance_bars(means: dict[str, dict[str, float]], k: int = 10, p_k: int = 8
     rows = [{"arm": arm, "metric": f"nDCG@{k}" if m == "ndcg_at_k" else f"P@{p_k}", "value": float(v)}
             for arm, d in means.items() for m, v in d.items() if v is not None]
     return alt.Chart(pd.DataFrame(rows)).mark_bar().encode(
-        x=alt.X("arm:N", title=None), y=alt.Y("value:Q", scale=alt.Scale(domain=[0, 1]), title="mean over queries"),
+        x=alt.X("arm:N", title=None, axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("value:Q", scale=alt.Scale(domain=[0, 1]), title="mean over queries"),
         color="arm:N", column=alt.Column("metric:N", title=None),
         tooltip=["arm", "metric", alt.Tooltip("value:Q", format=".3f")],
     ).properties(width=160, height=220)
@@ -171,7 +172,8 @@ def recall_chart(report: dict) -> alt.Chart:
     rows = [{"system": s["name"], "k": f"Recall@{k}", "recall": float(v)}
             for s in report["systems"] for k, v in (s.get("recall") or {}).items() if v is not None]
     return alt.Chart(pd.DataFrame(rows)).mark_bar().encode(
-        x=alt.X("system:N", title=None, sort=None), y=alt.Y("recall:Q", scale=alt.Scale(domain=[0, 1])),
+        x=alt.X("system:N", title=None, sort=None, axis=alt.Axis(labelAngle=-30)),
+        y=alt.Y("recall:Q", scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("system:N", sort=None), column=alt.Column("k:N", title=None),
         tooltip=["system", "k", alt.Tooltip("recall:Q", format=".3f")],
     ).properties(width=180, height=220)

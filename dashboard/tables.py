@@ -59,11 +59,12 @@ def metric_table(rows: pd.DataFrame) -> pd.DataFrame:
                            zip(rows["rel_delta"], rows["rel_ci_low"], rows["rel_ci_high"], strict=True)],
         "p": [_num(x) for x in rows["p_value"]],
         "p adj": [_num(x) for x in rows["p_value_adjusted"]],
-        "significant": [bool(x) for x in rows["significant"]],
         "verdict": [direction(r) for _, r in rows.iterrows()],
     })
     if "segment" in rows.columns and (rows["segment"] != "all").any():
         out.insert(1, "segment", rows["segment"].to_numpy())
+    if out["arm"].nunique() <= 1:
+        out = out.drop(columns="arm")
     return out
 
 
@@ -105,7 +106,11 @@ def side_by_side(control_ids: list[str], treatment_ids: list[str], texts: dict[s
     """Rank-aligned table of two result lists (``rank, control, treatment``), with text/grade when known."""
     n = max(len(control_ids), len(treatment_ids))
 
+    n = max(n, 1)
+
     def cell(ids: list[str], i: int) -> str:
+        if not ids and i == 0:
+            return "(no results served)"
         if i >= len(ids):
             return ""
         pid = ids[i]

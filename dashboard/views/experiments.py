@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard.pages import REGISTRY
-from dashboard.pages.common import EXPERIMENT_KEY, readable_experiments, settings
+from dashboard.views import REGISTRY
+from dashboard.views.common import EXPERIMENT_KEY, readable_experiments, settings
 
 
 def _colour_srm(value: str) -> str:
@@ -32,7 +32,7 @@ def render() -> None:
     c2.metric("SRM failures", sum(1 for s in ok if s.srm_passed is False))
     c3.metric("with significant decision metrics", sum(1 for s in ok if (s.n_significant or 0) > 0))
     st.dataframe(table.style.map(_colour_srm, subset=["SRM"]).format({"SRM p": "{:.3g}"}),
-                 hide_index=True, use_container_width=True)
+                 hide_index=True, width="stretch")
     for s in statuses:
         if s.error:
             st.warning(f"{s.path.name}: {s.error}")

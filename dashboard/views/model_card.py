@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.loaders import DashboardDataError, load_eval_report, read_manifest
-from dashboard.pages.common import settings
+from dashboard.views.common import settings, show_chart
 
 
 def _f(x: object) -> str:
@@ -54,6 +54,6 @@ def render() -> None:
         row[f"Δ Recall@{ks[0]} vs best [95% CI]"] = (
             f"{d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if isinstance(d, dict) and "diff" in d else "–")
         rows.append(row)
-    st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
-    st.altair_chart(charts.recall_chart(report))
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    show_chart(charts.recall_chart(report), stretch=False)
     st.caption(f"Report created {report.get('created_at', '?')}; written by `searchsage evaluate`.")

@@ -9,8 +9,8 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.loaders import DashboardDataError, load_experiment, load_pins
-from dashboard.pages.common import pick_experiment, settings
 from dashboard.tables import relevance_swings, side_by_side
+from dashboard.views.common import pick_experiment, settings, show_chart
 
 
 @st.cache_data(show_spinner=False)
@@ -70,7 +70,7 @@ def render() -> None:
         cols[i].metric(f"nDCG@{k} · {arm}", f"{m['ndcg_at_k']:.3f}")
         cols[i + 1].metric(f"P@{p_k} · {arm}", f"{m['precision_at_k']:.3f}")
         i += 2
-    st.altair_chart(charts.relevance_bars(rel["mean"], k, p_k))
+    show_chart(charts.relevance_bars(rel["mean"], k, p_k), stretch=False)
     comps = rel["comparisons"]
     if comps:
         st.subheader("Paired difference (treatment − control over the same queries)")
@@ -78,30 +78,30 @@ def render() -> None:
             "metric": c["metric"], "arm": c["treatment"], "control": c["control_value"], "treatment": c["treatment_value"],
             "Δ [95% CI]": f"{c['abs_delta']:+.3f} [{c['abs_ci'][0]:+.3f}, {c['abs_ci'][1]:+.3f}]",
             "p": c["p_value"], "significant": bool(c.get("significant")), "queries": c.get("n_control")}
-            for c in comps]), hide_index=True, use_container_width=True)
-        st.altair_chart(charts.paired_diff_chart(comps), use_container_width=True)
+            for c in comps]), hide_index=True, width="stretch")
+        show_chart(charts.paired_diff_chart(comps))
     control = exp.control
     treatments = [a for a in per_query.arm.unique() if a != control]
     if not treatments:
         return
     arm = st.selectbox("Treatment arm", treatments, key="rel_arm") if len(treatments) > 1 else treatments[0]
-    st.altair_chart(charts.query_scatter(per_query, control, arm), use_container_width=True)
+    show_chart(charts.query_scatter(per_query, control, arm))
     winners, losers = relevance_swings(per_query, control, arm, n=5)
     shown = ["query", "ndcg_at_k_control", "ndcg_at_k_treatment", "diff"]
     c1, c2 = st.columns(2)
     c1.subheader("Queries won most")
-    c1.dataframe(winners[shown], hide_index=True, use_container_width=True)
+    c1.dataframe(winners[shown], hide_index=True, width="stretch")
     c2.subheader("Queries lost most")
-    c2.dataframe(losers[shown], hide_index=True, use_container_width=True)
+    c2.dataframe(losers[shown], hide_index=True, width="stretch")
     moved = pd.concat([winners, losers], ignore_index=True)
     if moved.empty:
         st.info("No query changed its nDCG between the arms.")
         return
     texts, grades, notes = _optional_lookups(exp.summary.get("source"))
     for n in notes:
-        st.caption(f"ℹ️ {n}")
+        st.caption(n)
     q = st.selectbox("Results side by side for", moved["query"].tolist(), key="rel_query")
     row = moved[moved["query"] == q].iloc[0]
     st.dataframe(side_by_side(row["control_results"], row["treatment_results"], texts,
                               None if grades is None else grades.get(q, {})),
-                 hide_index=True, use_container_width=True)
+                 hide_index=True, width="stretch")

@@ -53,3 +53,12 @@ def fmt_pct(x: float | None) -> str:
     if x is None or x != x:
         return "–"
     return f"{100 * x:+.2f}%"
+
+
+def show_chart(chart: object, stretch: bool = True) -> None:
+    """``st.altair_chart`` with the chart's own height (Streamlit otherwise squeezes layered charts)."""
+    h = getattr(chart, "height", None)
+    spec = chart.to_dict() if hasattr(chart, "to_dict") else {}
+    faceted = "facet" in spec or "column" in (spec.get("encoding") or {})
+    kw = {"height": int(h) + 70} if isinstance(h, int | float) and not faceted else {}
+    st.altair_chart(chart, width="stretch" if stretch else "content", **kw)

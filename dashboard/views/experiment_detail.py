@@ -7,8 +7,8 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.loaders import DashboardDataError, Experiment, load_experiment, load_users
-from dashboard.pages.common import fmt_pct, pick_experiment, settings
 from dashboard.tables import metric_table, style_metric_table
+from dashboard.views.common import fmt_pct, pick_experiment, settings, show_chart
 
 SRM_BLOCKED = "Sample ratio mismatch — verdict blocked"
 
@@ -21,11 +21,11 @@ def srm_banner(exp: Experiment) -> bool:
     p_txt = f"{p:.3g}" if isinstance(p, int | float) else "–"
     if not exp.srm_passed:
         exp_txt = ", ".join(f"{a} {float(v):,.0f}" for a, v in (srm.get("expected") or {}).items())
-        st.error(f"⛔ **{SRM_BLOCKED}.** Users per arm {obs} differ from the configured split "
+        st.error(f"**{SRM_BLOCKED}.** Users per arm {obs} differ from the configured split "
                  f"(expected {exp_txt}; chi-square p = {p_txt} < {srm.get('threshold', 0.001)}). The numbers below "
                  "are not effects — fix assignment or logging before reading them.")
         return False
-    st.success(f"SRM check passed: users per arm {obs} (p = {p_txt}).")
+    st.success(f"SRM check passed: users per arm {obs} (p = {p_txt}).", icon=":material/check_circle:")
     return True
 
 
@@ -46,11 +46,10 @@ def verdict(rows: pd.DataFrame) -> None:
 
 def metrics_tab(rows: pd.DataFrame) -> None:
     main = rows[rows.role != "guardrail"]
-    st.dataframe(style_metric_table(metric_table(main)), hide_index=True, use_container_width=True)
+    st.dataframe(style_metric_table(metric_table(main)), hide_index=True, width="stretch")
     st.caption("Green: significantly better; red: significantly worse (decision metrics Holm-adjusted, "
                "secondary metrics unadjusted). Relative deltas are on the log scale, CIs 95%.")
-    st.altair_chart(charts.forest_plot(main.assign(verdict=metric_table(main)["verdict"].to_numpy())),
-                    use_container_width=True)
+    show_chart(charts.forest_plot(main.assign(verdict=metric_table(main)["verdict"].to_numpy())))
 
 
 def time_tab(exp: Experiment) -> None:
@@ -61,8 +60,8 @@ def time_tab(exp: Experiment) -> None:
     c1, c2 = st.columns(2)
     metric = c1.selectbox("Metric", sorted(ts.metric.unique()), key="ts_metric")
     kind = c2.radio("Series", ["cumulative", "daily"], horizontal=True, key="ts_kind")
-    st.altair_chart(charts.lift_over_time(ts, metric, kind), use_container_width=True)
-    st.altair_chart(charts.values_over_time(ts, metric, kind), use_container_width=True)
+    show_chart(charts.lift_over_time(ts, metric, kind))
+    show_chart(charts.values_over_time(ts, metric, kind))
     st.caption("Unadjusted per-day tests for reading trends; the decision is the final table.")
 
 
@@ -74,9 +73,8 @@ def segments_tab(exp: Experiment) -> None:
     metric = st.selectbox("Metric", sorted(seg.metric.unique()), key="seg_metric")
     rows = seg[seg.metric == metric]
     table = metric_table(rows)
-    st.altair_chart(charts.segment_chart(rows.assign(verdict=table["verdict"].to_numpy()), metric),
-                    use_container_width=True)
-    st.dataframe(style_metric_table(table), hide_index=True, use_container_width=True)
+    show_chart(charts.segment_chart(rows.assign(verdict=table["verdict"].to_numpy()), metric))
+    st.dataframe(style_metric_table(table), hide_index=True, width="stretch")
     st.caption("Segments are exploratory: p adj is Benjamini–Hochberg over all slice rows.")
 
 
@@ -91,10 +89,11 @@ def guardrails_tab(rows: pd.DataFrame) -> None:
         "Δ rel": [fmt_pct(x) for x in g.rel_delta],
         "one-sided bound": [fmt_pct(lo if hib else hi) for lo, hi, hib in
                             zip(g.rel_ci_low, g.rel_ci_high, g.higher_is_better, strict=True)],
-        "status": ["✅ non-inferior" if bool(p) else "⚠️ not shown non-inferior" for p in g.guardrail_passed],
+        "status": ["pass: non-inferior" if bool(p) else "FAIL: not shown non-inferior" for p in g.guardrail_passed],
     })
-    st.dataframe(table, hide_index=True, use_container_width=True)
-    st.caption("Non-inferiority: the treatment may be at most `margin` worse than control; ✅ when the "
+    st.dataframe(table.style.map(lambda v: "background-color: #d4f4dd" if v.startswith("pass") else
+                                 "background-color: #fbd5d5", subset=["status"]), hide_index=True, width="stretch")
+    st.caption("Non-inferiority: the treatment may be at most `margin` worse than control; pass when the "
                "one-sided 95% bound clears −margin.")
 
 
@@ -136,7 +135,7 @@ def power_tab(exp: Experiment) -> None:
     m2.metric(f"users per arm for {100 * lift:.1f}%", f"{p.users_needed:,}")
     m3.metric(f"power for {100 * lift:.1f}% at {int(users):,}/arm", f"{100 * p.power_at_users:.1f}%")
     curve = power_curve_frame(base, lift, max(p.users_needed * 1.5, users * 1.5), alpha=float(alpha))
-    st.altair_chart(charts.power_curve(curve, users), use_container_width=True)
+    show_chart(charts.power_curve(curve, users))
     st.caption("Two-sided test, equal split, baseline variance from the control arm (abtest.stats.power); "
                "CUPED would shrink the MDE further.")
 
@@ -167,7 +166,7 @@ def render() -> None:
     if show_verdict and len(overall):
         verdict(overall)
     for note in exp.notes:
-        st.caption(f"ℹ️ {note}")
+        st.caption(note)
     tabs = st.tabs(["Metrics", "Over time", "Segments", "Guardrails", "Power / MDE"])
     with tabs[0]:
         metrics_tab(overall)

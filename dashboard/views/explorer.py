@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard import charts
-from dashboard.pages.common import settings
+from dashboard.views.common import settings, show_chart
 
 NOT_CONFIGURED = "online store not configured"
 
@@ -68,7 +68,7 @@ def render() -> None:
     else:
         st.warning(look.message)
     st.subheader(f"Nearest {len(hits.hits)} pins")
-    st.dataframe(hits.hits, hide_index=True, use_container_width=True)
-    st.altair_chart(charts.hits_chart(hits.hits), use_container_width=True)
+    st.dataframe(hits.hits, hide_index=True, width="stretch")
+    show_chart(charts.hits_chart(hits.hits))
     with st.expander("Embedding values"):
         st.write(np.round(hits.embedding, 4).tolist())

@@ -1,0 +1,180 @@
+"""Every page under Streamlit's AppTest, on real result files from the A/B pipeline."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import HEALTHY, SRM, DashEnv
+from streamlit.testing.v1 import AppTest
+
+from dashboard.loaders import load_pins
+from encoders.featurestore.embeddings import EmbeddingStore
+from encoders.featurestore.redis_server import LocalRedis
+from encoders.runtime import BundleEncoder
+from encoders.serving.store import redis_client
+
+
+def page(name: str, monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> AppTest:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    at = AppTest.from_string(f"from dashboard.views import {name}\n{name}.render()\n", default_timeout=60)
+    return at.run()
+
+
+def texts(at: AppTest, kind: str) -> list[str]:
+    return [e.value for e in getattr(at, kind)]
+
+
+def test_experiments_page_lists_status(dash_env: DashEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = page("experiments", monkeypatch, dash_env.env())
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert sorted(table.experiment) == sorted([HEALTHY, SRM])
+    by = table.set_index("experiment")
+    assert by.loc[SRM, "SRM"] == "FAIL" and by.loc[HEALTHY, "SRM"] == "pass"
+    summary = json.loads((dash_env.results / HEALTHY / "summary.json").read_text())
+    assert by.loc[HEALTHY, "significant decision metrics"] == (
+        f"{summary['n_significant_decision_metrics']} / {len(summary['decision_metrics'])}")
+    assert {m.label: m.value for m in at.metric}["SRM failures"] == "1"
+
+
+def test_detail_blocks_the_verdict_on_srm(dash_env: DashEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = page("experiment_detail", monkeypatch, dash_env.env())
+    at.selectbox[0].select(SRM).run()
+    assert not at.exception
+    assert any("verdict blocked" in e for e in texts(at, "error"))
+    assert not any(i.startswith("Verdict") for i in texts(at, "info") + texts(at, "warning"))
+    at.selectbox[0].select(HEALTHY).run()
+    assert not at.exception and not texts(at, "error")
+    assert any("SRM check passed" in s for s in texts(at, "success"))
+    verdict = [v for v in texts(at, "info") + texts(at, "warning") if v.startswith("Verdict")]
+    summary = json.loads((dash_env.results / HEALTHY / "summary.json").read_text())
+    assert verdict and f"**{summary['n_significant_decision_metrics']} of 4**" in verdict[0]
+    metric_rows = at.dataframe[0].value
+    assert "long_click_rate" in set(metric_rows.metric) and "clicks_per_user" not in set(metric_rows.metric)
+    assert len(at.tabs) == 5
+    guard = next(d.value for d in at.dataframe if "guardrail" in d.value.columns)
+    assert set(guard.guardrail) == {"searches_per_user", "clicks_per_user"}
+    mde = {m.label: m.value for m in at.metric}
+    assert mde["MDE at 80% power"].endswith("%") and float(mde["MDE at 80% power"][:-1]) > 0
+
+
+def test_detail_power_calculator_reacts_to_inputs(dash_env: DashEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = page("experiment_detail", monkeypatch, dash_env.env())
+    at.selectbox[0].select(HEALTHY).run()
+    before = float({m.label: m.value for m in at.metric}["MDE at 80% power"][:-1])
+    at.number_input(key="pw_users").set_value(40_000).run()
+    after = float({m.label: m.value for m in at.metric}["MDE at 80% power"][:-1])
+    assert not at.exception and after < before / 3  # MDE ∝ 1/sqrt(n)
+
+
+def test_relevance_page_shows_arms_and_swings(dash_env: DashEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = page("relevance", monkeypatch, dash_env.env())
+    at.selectbox[0].select(HEALTHY).run()
+    assert not at.exception and not texts(at, "error")
+    rel = json.loads((dash_env.results / HEALTHY / "relevance.json").read_text())
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["nDCG@10 · control"] == f"{rel['mean']['control']['ndcg_at_k']:.3f}"
+    assert metrics["P@8 · treatment"] == f"{rel['mean']['treatment']['precision_at_k']:.3f}"
+    subheaders = [s.value for s in at.subheader]
+    assert "Queries won most" in subheaders and "Queries lost most" in subheaders
+    side = at.dataframe[-1].value
+    assert list(side.columns) == ["rank", "control", "treatment"]
+    assert side.treatment.str.contains(" — ").any()  # pin text from the pins table
+
+
+def test_explorer_embeds_live_and_says_store_not_configured(dash_env: DashEnv,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    at = page("explorer", monkeypatch, dash_env.env())
+    assert not at.exception and any("Type a query" in i for i in texts(at, "info"))
+    at.text_input(key="query").input("Angle  Bracket").run()
+    assert not at.exception
+    assert any("Online store not configured" in i for i in texts(at, "info"))
+    hits = at.dataframe[0].value
+    enc = BundleEncoder(dash_env.bundle, threads=1)
+    pins = load_pins(dash_env.pins)
+    exact = pins.embedding @ enc.encode(["angle bracket"])[0]
+    top = np.argsort(-exact)[:10]
+    assert len(hits) == 10 and hits.pin_id.iloc[0] == pins.ids[top[0]]
+    assert len(set(hits.pin_id) & {pins.ids[i] for i in top}) >= 8  # HNSW ≈ exact top-10
+    np.testing.assert_allclose(hits.score.iloc[0], exact[top[0]], rtol=1e-4)
+
+
+def test_explorer_finds_the_query_in_redis(dash_env: DashEnv, redis_server: LocalRedis, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "feature_store.yaml").write_text(
+        f"project: dashtest\nonline_store:\n  type: redis\n  connection_string: {redis_server.connection_string}\n")
+    enc = BundleEncoder(dash_env.bundle, threads=1)
+    store = EmbeddingStore(client=redis_client(redis_server.connection_string), project="dashtest",
+                           feature_view="query_embedding", join_key="query", dim=enc.dim)
+    store.write(["garden hose"], enc.encode(["garden hose"]), model_version=enc.model_version)
+    at = page("explorer", monkeypatch, dash_env.env(SEARCHSAGE_DASH_REPO=str(repo)))
+    at.text_input(key="query").input("Garden Hose").run()
+    assert not at.exception
+    found = texts(at, "success")
+    assert found and "found `garden hose`" in found[0] and "the bundle's version" in found[0]
+    assert "cosine to the live embedding 1.0000" in found[0]
+    at.text_input(key="query").input("never stored lamp").run()
+    assert any("not in the online store" in i for i in texts(at, "info"))
+
+
+def test_explorer_reports_unreachable_redis(dash_env: DashEnv, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from encoders.featurestore.redis_server import free_port
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "feature_store.yaml").write_text(
+        f"project: x\nonline_store:\n  type: redis\n  connection_string: 127.0.0.1:{free_port()}\n")
+    at = page("explorer", monkeypatch, dash_env.env(SEARCHSAGE_DASH_REPO=str(repo)))
+    at.text_input(key="query").input("lamp").run()
+    assert not at.exception and any("online store unavailable" in w for w in texts(at, "warning"))
+
+
+def test_model_card_shows_the_training_report(dash_env: DashEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = page("model_card", monkeypatch, dash_env.env())
+    assert not at.exception and not texts(at, "error") and not texts(at, "warning")
+    report = json.loads((dash_env.bundle / "eval_report.json").read_text())
+    table = at.dataframe[1].value.set_index("system")
+    bm25 = next(s for s in report["systems"] if s["name"] == "bm25")
+    assert table.loc["bm25 (best baseline)", "Recall@10"] == f"{bm25['recall']['10']:.3f}"
+    tower = next(s for s in report["systems"] if s["name"] == "searchsage")
+    assert table.loc["searchsage", "nDCG@10"] == f"{tower['ndcg']:.3f}"
+    manifest = at.dataframe[0].value.set_index("field")
+    assert manifest.loc["model_version", "value"] == BundleEncoder(dash_env.bundle).model_version
+
+
+def test_missing_and_malformed_inputs_are_messages(dash_env: DashEnv, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    env = dash_env.env(SEARCHSAGE_DASH_RESULTS=str(tmp_path / "absent"), SEARCHSAGE_DASH_BUNDLE="",
+                       SEARCHSAGE_DASH_PINS="")
+    for name in ("experiments", "experiment_detail", "relevance"):
+        at = page(name, monkeypatch, env)
+        assert not at.exception and any("does not exist; pass --results DIR" in e for e in texts(at, "error"))
+    for name, needle in (("explorer", "needs an exported bundle"), ("model_card", "No bundle configured")):
+        at = page(name, monkeypatch, env)
+        assert not at.exception and any(needle in w for w in texts(at, "warning"))
+    root = tmp_path / "results"
+    shutil.copytree(dash_env.results / HEALTHY, root / HEALTHY)
+    (root / HEALTHY / "results.parquet").write_bytes(b"not parquet")
+    (root / "junk").mkdir()
+    (root / "junk" / "summary.json").write_text("{")
+    bundle = tmp_path / "bundle"
+    shutil.copytree(dash_env.bundle, bundle)
+    (bundle / "eval_report.json").write_text('{"recall@10": 0.5}')
+    env = dash_env.env(SEARCHSAGE_DASH_RESULTS=str(root), SEARCHSAGE_DASH_BUNDLE=str(bundle),
+                       SEARCHSAGE_DASH_PINS=str(tmp_path / "nopins.parquet"))
+    at = page("experiments", monkeypatch, env)
+    assert not at.exception and any("junk" in w and "not valid JSON" in w for w in texts(at, "warning"))
+    at = page("experiment_detail", monkeypatch, env)
+    assert not at.exception and any("not a readable parquet file" in e for e in texts(at, "error"))
+    at = page("model_card", monkeypatch, env)
+    assert not at.exception and any("key 'systems' missing" in w for w in texts(at, "warning"))
+    at = page("explorer", monkeypatch, env)
+    assert not at.exception and any("nopins.parquet not found" in e for e in texts(at, "error"))
