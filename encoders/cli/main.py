@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "abtest.cli",
     "dashboard.cli",
     "encoders.cli.feast_commands",
+    "encoders.cli.demo_commands",
 )
 
 

@@ -1,0 +1,1 @@
+"""``searchsage demo``: the whole system, end to end, on synthetic data or a user's data."""

@@ -1,0 +1,157 @@
+"""Run the demo: every step is a real ``searchsage`` sub-command or the stock ``feast`` CLI.
+
+Steps print as ``[i/n] title`` with the command line, so a user can re-run any of them alone.
+Re-running is safe: finished data, embeddings and training runs are reused; Feast
+materialisation overwrites; A/B logs and results are rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from encoders.demo.online_store import choose_online_store, use_sqlite
+from encoders.demo.plan import DemoConfig, Step, build_plan
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class DemoStepFailed(RuntimeError):
+    """A demo step exited non-zero; the message names the step and the command to re-run it."""
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _searchsage(args: list[str]) -> int:
+    from encoders.cli.main import main
+
+    return main(args)
+
+
+def run_step(step: Step, index: int, total: int, env: dict[str, str]) -> float:
+    """Run one step, return its wall time (s); raise :class:`DemoStepFailed` on failure."""
+    shown = ("searchsage " if step.kind == "searchsage" else "feast ") + " ".join(step.args)
+    if step.skip_if_exists is not None and step.skip_if_exists.exists():
+        _say(f"[{index}/{total}] {step.title}: already done ({step.skip_if_exists}), skipped")
+        return 0.0
+    _say(f"\n[{index}/{total}] {step.title}\n  $ {shown}")
+    t0 = time.perf_counter()
+    if step.kind == "searchsage":
+        code = _searchsage(step.args)
+    else:
+        feast = str(Path(sys.executable).with_name("feast"))
+        code = subprocess.run([feast, *step.args], env=env, check=False).returncode
+    if code not in step.ok_exit_codes:
+        raise DemoStepFailed(f"step '{step.title}' failed with exit code {code}; re-run it alone with: {shown}")
+    return time.perf_counter() - t0
+
+
+def _prepare_repo(cfg: DemoConfig) -> None:
+    """Copy the project's feature_repo into the work dir and add the dataset's raw queries and pins."""
+    import pyarrow.parquet as pq
+
+    from encoders.featurestore.sources import append_pins, append_queries
+
+    repo = cfg.repo_dir
+    if repo.exists():
+        shutil.rmtree(repo)
+    shutil.copytree(ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
+    (repo / "data").mkdir()
+    pins = pq.read_table(cfg.dataset_dir / "pins.parquet", columns=["pin_id", "text"])
+    queries = pq.read_table(cfg.dataset_dir / "engagements.parquet", columns=["query"]).column("query")
+    when = datetime.now(timezone.utc) - timedelta(minutes=5)
+    append_queries(repo, sorted(set(queries.to_pylist())), when)
+    append_pins(repo, pins.column("pin_id").to_pylist(), pins.column("text").to_pylist(), when)
+
+
+def _pick_query(cfg: DemoConfig) -> str:
+    if cfg.query_for_rank:
+        return cfg.query_for_rank
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from encoders.data.split import is_eval_query
+
+    q = pq.read_table(cfg.dataset_dir / "judgments.parquet", columns=["query"]).column("query")
+    counts = pc.value_counts(q).to_pylist()
+    held_out = sorted((c for c in counts if is_eval_query(c["values"])), key=lambda c: (-c["counts"], c["values"]))
+    return (held_out or sorted(counts, key=lambda c: -c["counts"]))[0]["values"]
+
+
+def run_demo(cfg: DemoConfig) -> dict[str, object]:
+    """Run the whole demo; returns a summary (paths, timings, online store) also written to ``summary.json``."""
+    t_start = time.perf_counter()
+    cfg.workdir.mkdir(parents=True, exist_ok=True)
+    steps = build_plan(cfg)
+    total = len(steps) + 6
+    timings: dict[str, float] = {}
+    env = dict(os.environ)
+    for i, step in enumerate(steps, 1):
+        timings[step.title] = run_step(step, i, total, env)
+    report = cfg.run_dir / "eval_report.md"
+    if report.exists():
+        _say("\n" + report.read_text())
+
+    i = len(steps) + 1
+    _say(f"\n[{i}/{total}] online store")
+    choice = choose_online_store(cfg.workdir)
+    _say(f"  {choice.message}")
+    _prepare_repo(cfg)
+    dim = json.loads((cfg.bundle_dir / "query" / "manifest.json").read_text())["dim"]
+    env.update(SEARCHSAGE_BUNDLE=str(cfg.bundle_dir), SEARCHSAGE_EMBEDDING_DIM=str(dim),
+               SEARCHSAGE_ENCODER_THREADS=str(cfg.threads))
+    if choice.kind == "redis":
+        env["SEARCHSAGE_REDIS"] = str(choice.connection_string)
+    else:
+        use_sqlite(cfg.repo_dir)
+    os.environ.update({k: env[k] for k in ("SEARCHSAGE_BUNDLE", "SEARCHSAGE_EMBEDDING_DIM", "SEARCHSAGE_REDIS") if k in env})
+    repo = str(cfg.repo_dir)
+    now = (datetime.now(timezone.utc) + timedelta(seconds=1)).isoformat()
+    for j, (title, args) in enumerate(
+        [("feast apply (entities, embedding views, live ODFV, ranker service)", ["-c", repo, "apply"]),
+         ("feast materialize-incremental: the ONNX bundle embeds new queries and pins into the online store",
+          ["-c", repo, "materialize-incremental", now])], start=i + 1):
+        timings[title] = run_step(Step(title, "feast", args), j, total, env)
+
+    query = _pick_query(cfg)
+    i += 3
+    if choice.kind == "redis":
+        timings["rank"] = run_step(Step(f"a ranker query: {query!r}", "searchsage",
+                                        ["rank", query, "--repo", repo, "--bundle", str(cfg.bundle_dir)]), i, total, env)
+    else:
+        _say(f"\n[{i}/{total}] ranker query skipped: `searchsage rank` reads Redis directly (SQLite in use)")
+
+    i += 1
+    logs, results = str(cfg.logs_dir), str(cfg.results_dir)
+    users = 2_000 if cfg.small else cfg.users
+    sim = ["abtest", "simulate", "--data", str(cfg.dataset_dir), "--out", logs, "--users", str(users),
+           "--days", str(cfg.days), "--treatment-bundle", str(cfg.bundle_dir), "--treatment-strategy", "embedding"]
+    timings["simulate"] = run_step(Step("simulate an A/B test: BM25 (control) vs SearchSage retrieval", "searchsage", sim),
+                                   i, total, env)
+    shutil.rmtree(cfg.results_dir, ignore_errors=True)
+    timings["analyze"] = run_step(Step("analyse it (CUPED, delta method, Holm, SRM, relevance)", "searchsage",
+                                       ["abtest", "analyze", logs, "--control", "control", "--out", results]),
+                                  i + 1, total, env)
+    for md in sorted(cfg.results_dir.glob("*/results.md"))[:1]:
+        _say("\n" + md.read_text()[:4000])
+
+    elapsed = time.perf_counter() - t_start
+    summary = {
+        "workdir": str(cfg.workdir), "dataset": str(cfg.dataset_dir), "run": str(cfg.run_dir),
+        "bundle": str(cfg.bundle_dir), "feature_repo": repo, "results": results,
+        "online_store": choice.kind, "redis": choice.connection_string, "rank_query": query,
+        "seconds": round(elapsed, 1), "step_seconds": {k: round(v, 1) for k, v in timings.items()},
+    }
+    (cfg.workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+    dash = f"searchsage dashboard --results {results} --bundle {cfg.bundle_dir} --repo {repo}"
+    _say(f"\nDemo finished in {elapsed / 60:.1f} min. Open the dashboard with:\n  {dash}\n"
+         f"(with SEARCHSAGE_REDIS={choice.connection_string or ''} for the online-store lookups)")
+    return summary
