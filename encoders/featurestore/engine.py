@@ -102,15 +102,20 @@ class FastEmbeddingOutputNode(LocalOutputNode):
         context.node_outputs[self.name] = output
         if table.num_rows == 0:
             return output
+        from encoders.featurestore.udfs import declared_dim
+
         config = context.repo_config
-        emb = EmbeddingStore.from_config(config, view, client=store._get_client(config.online_store))
-        join_key = emb.join_key
+        declared = declared_dim(view)
+        client = store._get_client(config.online_store)
+        emb: EmbeddingStore | None = None
         ts_col = view.batch_source.timestamp_field
         batch = config.materialization_config.online_write_batch_size or table.num_rows
         for start in range(0, table.num_rows, batch):
             part = table.slice(start, batch)
-            matrix = arrow_embedding_matrix(part.column("embedding"), emb.dim, view.name)
-            keys = emb.redis_keys(part.column(join_key).to_pylist())
+            matrix = arrow_embedding_matrix(part.column("embedding"), declared or (emb.dim if emb else None), view.name)
+            if emb is None:  # a view without vector_length takes D from its first batch
+                emb = EmbeddingStore.from_config(config, view, dim=declared or matrix.shape[1], client=client)
+            keys = emb.redis_keys(part.column(emb.join_key).to_pylist())
             mv_cache: dict[str, bytes] = {}
             mvs = [mv_cache.get(v) or mv_cache.setdefault(v, codec.encode_string_value(v))
                    for v in map(str, part.column("model_version").to_pylist())]

@@ -51,3 +51,41 @@ def test_apply_refuses_a_bundle_of_another_dimension(tiny_onnx_bundle, monkeypat
     check_views_against_bundle([view(32)])  # the tiny bundle is 32-d
     with pytest.raises(BundleDimMismatch, match="makes 32-d embeddings but feature view 'query_embedding' declares"):
         check_views_against_bundle([view(384)])
+
+
+def test_engine_materialises_latest_row_per_key_with_exact_values(tmp_path, redis_server) -> None:
+    from datetime import timedelta
+
+    import pandas as pd
+    from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
+    from feast.types import Array, Float32, String
+
+    from encoders.featurestore.embeddings import EmbeddingStore
+
+    now = datetime.now(timezone.utc)
+    m = np.random.default_rng(3).standard_normal((4, 8), dtype=np.float32)
+    pd.DataFrame({"pin_id": ["a", "b", "a", "c"], "embedding": list(m), "model_version": ["old", "v", "new", "v"],
+                  "event_timestamp": pd.Series([now - timedelta(minutes=m_) for m_ in (30, 20, 10, 90 * 24 * 60)],
+                                               dtype="datetime64[us, UTC]")}).to_parquet(tmp_path / "e.parquet")
+    (tmp_path / "feature_store.yaml").write_text(
+        "project: t\nprovider: local\nregistry: registry.db\nentity_key_serialization_version: 3\n"
+        f"online_store:\n  type: redis\n  connection_string: \"{redis_server.connection_string},db=9\"\n"
+        "offline_store:\n  type: file\nbatch_engine:\n  type: encoders.featurestore.engine.EmbeddingComputeEngine\n"
+        "  backend: pandas\n")
+    pin = Entity(name="pin", join_keys=["pin_id"], value_type=ValueType.STRING)
+    fv = FeatureView(name="e", entities=[pin],
+                     ttl=timedelta(days=1), source=FileSource(path=str(tmp_path / "e.parquet"),
+                                                              timestamp_field="event_timestamp"),
+                     schema=[Field(name="pin_id", dtype=String), Field(name="embedding", dtype=Array(Float32)),
+                             Field(name="model_version", dtype=String)])
+    fs = FeatureStore(repo_path=str(tmp_path))
+    fs.apply([pin, fv])
+    store = EmbeddingStore.from_config(fs.config, fs.get_feature_view("e"), dim=8)
+    store.client.flushdb()
+    fs.materialize(start_date=now - timedelta(days=1), end_date=now)  # "c" is outside the window
+    got, found, versions = store.fetch_with_versions(["a", "b", "c"])
+    assert found.tolist() == [True, True, False] and versions == ["new", "v", None]
+    assert got[0].tobytes() == m[2].tobytes() and got[1].tobytes() == m[1].tobytes()
+    stock = fs.get_online_features(features=["e:embedding"], entity_rows=[{"pin_id": "a"}]).to_dict()
+    assert np.asarray(stock["embedding"][0], dtype=np.float32).tobytes() == m[2].tobytes()
+    store.client.flushdb()
