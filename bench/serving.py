@@ -216,29 +216,42 @@ def summarise(mode: str, kind: str, conc: int, lat: list[float], errors: int, se
     )
 
 
-async def bench_mode(bundle: Path, batching: bool, args: argparse.Namespace, bodies: list[bytes]) -> list[LoadResult]:
-    mode = "batched" if batching else "unbatched"
-    server = Server(bundle, batching, args.threads, args.max_wait_ms, tuple(args.server_args.split()))
+async def measure(server: Server, mode: str, kind: str, conc: int, args: argparse.Namespace,
+                  bodies: list[bytes]) -> LoadResult:
+    """One load level against one server, with the mean batch size taken from its /metrics."""
+    before = await server.batch_counts()
+    if kind == "closed":
+        lat, err, secs = await closed_loop(server.port, bodies, conc, args.requests, args.duration)
+    else:
+        lat, err, secs = await open_loop(server.port, bodies, args.rate, args.rate_duration, conc)
+    after = await server.batch_counts()
+    r = summarise(mode, kind, conc, lat, err, secs, (after[0] - before[0], after[1] - before[1]),
+                  rate=args.rate if kind == "open" else None)
+    load = f"c={conc:<3d}" if kind == "closed" else f"{args.rate:.0f}/s"
+    print(f"  {mode:9s} {load:7s} {r.qps:8.1f} q/s  p50 {r.p50_ms:8.2f} ms  p99 {r.p99_ms:8.2f} ms  "
+          f"mean batch {r.mean_batch}", flush=True)
+    return r
+
+
+async def bench_services(bundle: Path, args: argparse.Namespace, bodies: list[bytes]) -> list[LoadResult]:
+    """Both services run side by side (an idle one costs nothing); levels alternate between them,
+    so slow drifts in what else runs on the machine hit both modes alike."""
+    modes = args.modes.split(",")
+    extra = tuple(args.server_args.split())
+    servers = {m: Server(bundle, m == "batched", args.threads, args.max_wait_ms, extra) for m in modes}
     out: list[LoadResult] = []
     try:
-        await server.wait_ready()
-        await closed_loop(server.port, bodies, 4, 4 * 8, 10.0)  # warm-up: connections, sessions, caches
+        for server in servers.values():
+            await server.wait_ready()
+            await closed_loop(server.port, bodies, 4, 4 * 8, 10.0)  # warm-up: connections, sessions
         for conc in args.concurrency:
-            before = await server.batch_counts()
-            lat, err, secs = await closed_loop(server.port, bodies, conc, args.requests, args.duration)
-            after = await server.batch_counts()
-            out.append(summarise(mode, "closed", conc, lat, err, secs, (after[0] - before[0], after[1] - before[1])))
-            print(f"  {mode:9s} c={conc:<3d} {out[-1].qps:8.1f} q/s  p50 {out[-1].p50_ms:7.2f} ms  "
-                  f"p99 {out[-1].p99_ms:7.2f} ms  mean batch {out[-1].mean_batch}", flush=True)
-        before = await server.batch_counts()
-        lat, err, secs = await open_loop(server.port, bodies, args.rate, args.rate_duration, max(args.concurrency))
-        after = await server.batch_counts()
-        out.append(summarise(mode, "open", max(args.concurrency), lat, err, secs,
-                             (after[0] - before[0], after[1] - before[1]), rate=args.rate))
-        print(f"  {mode:9s} rate {args.rate:.0f}/s: {out[-1].qps:8.1f} q/s  p50 {out[-1].p50_ms:7.2f} ms  "
-              f"p99 {out[-1].p99_ms:7.2f} ms", flush=True)
+            for mode in modes:
+                out.append(await measure(servers[mode], mode, "closed", conc, args, bodies))
+        for mode in modes:
+            out.append(await measure(servers[mode], mode, "open", max(args.concurrency), args, bodies))
     finally:
-        server.stop()
+        for server in servers.values():
+            server.stop()
     return out
 
 
@@ -315,8 +328,7 @@ def main(argv: list[str] | None = None) -> BenchReport:
     qps, version, dim = offline_throughput(args.bundle, queries[: args.offline_queries], args.threads)
     print(f"  {qps:.0f} queries/s", flush=True)
     report = BenchReport(str(args.bundle), version, dim, round(qps, 1))
-    for batching in (m == "batched" for m in args.modes.split(",")):
-        report.results += asyncio.run(bench_mode(args.bundle, batching, args, bodies))
+    report.results = asyncio.run(bench_services(args.bundle, args, bodies))
     # Other processes share the cores: measure the ceiling again afterwards and keep the higher one.
     qps_after = offline_throughput(args.bundle, queries[: args.offline_queries], args.threads)[0]
     print(f"offline again: {qps_after:.0f} queries/s", flush=True)
