@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -38,7 +39,7 @@ def _searchsage(args: list[str]) -> int:
 
 def run_step(step: Step, index: int, total: int, env: dict[str, str]) -> float:
     """Run one step, return its wall time (s); raise :class:`DemoStepFailed` on failure."""
-    shown = ("searchsage " if step.kind == "searchsage" else "feast ") + " ".join(step.args)
+    shown = ("searchsage " if step.kind == "searchsage" else "feast ") + " ".join(map(shlex.quote, step.args))
     if step.skip_if_exists is not None and step.skip_if_exists.exists():
         _say(f"[{index}/{total}] {step.title}: already done ({step.skip_if_exists}), skipped")
         return 0.0
@@ -96,9 +97,6 @@ def run_demo(cfg: DemoConfig) -> dict[str, object]:
     env = dict(os.environ)
     for i, step in enumerate(steps, 1):
         timings[step.title] = run_step(step, i, total, env)
-    report = cfg.run_dir / "eval_report.md"
-    if report.exists():
-        _say("\n" + report.read_text())
 
     i = len(steps) + 1
     _say(f"\n[{i}/{total}] online store")
