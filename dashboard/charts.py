@@ -183,6 +183,7 @@ def hits_chart(hits: pd.DataFrame) -> alt.Chart:
     """Horizontal bars of the explorer's nearest pins (``rank, pin_id, text, score``)."""
     df = hits.assign(label=hits["rank"].astype(str) + ". " + hits["text"].str.slice(0, 60))
     return alt.Chart(df).mark_bar().encode(
-        y=alt.Y("label:N", sort=None, title=None), x=alt.X("score:Q", title="inner product (cosine)"),
+        y=alt.Y("label:N", sort=None, title=None),
+        x=alt.X("score:Q", title="inner product (cosine)", scale=alt.Scale(zero=False)),
         tooltip=["pin_id", "text", alt.Tooltip("score:Q", format=".4f")],
     ).properties(height=max(120, 26 * len(df)))

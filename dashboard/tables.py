@@ -18,12 +18,12 @@ def _pct(x: float) -> str:
     return f"{100 * x:+.2f}%"
 
 
-def _num(x: float) -> str:
+def _num(x: float, digits: int = 4) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     if math.isinf(x):
         return "∞" if x > 0 else "−∞"
-    return f"{x:.4g}"
+    return f"{x:.{digits}g}"
 
 
 def direction(row: pd.Series) -> str:
@@ -53,7 +53,7 @@ def metric_table(rows: pd.DataFrame) -> pd.DataFrame:
         "arm": rows["treatment"].to_numpy(),
         "control": [_num(x) for x in rows["control_value"]],
         "treatment": [_num(x) for x in rows["treatment_value"]],
-        "Δ abs [95% CI]": [f"{_num(d)} [{_num(lo)}, {_num(hi)}]" for d, lo, hi in
+        "Δ abs [95% CI]": [f"{_num(d, 3)} [{_num(lo, 3)}, {_num(hi, 3)}]" for d, lo, hi in
                            zip(rows["abs_delta"], rows["abs_ci_low"], rows["abs_ci_high"], strict=True)],
         "Δ rel [95% CI]": [f"{_pct(d)} [{_pct(lo)}, {_pct(hi)}]" for d, lo, hi in
                            zip(rows["rel_delta"], rows["rel_ci_low"], rows["rel_ci_high"], strict=True)],
