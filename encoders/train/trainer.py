@@ -124,13 +124,11 @@ def mine_hard_negatives(
     return negs
 
 
-def _lr_lambda(total_steps: int, warmup_steps: int):
-    def f(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / max(1, warmup_steps)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-    return f
+def lr_factor(progress: float, warmup: float) -> float:
+    """Linear warm-up over the first ``warmup`` fraction of training, then linear decay to 0."""
+    if progress < warmup:
+        return max(progress / warmup, 1e-3)
+    return max(0.0, (1.0 - progress) / max(1e-9, 1.0 - warmup))
 
 
 def _build_tower(config: TrainConfig, base_model: str, dim: int) -> QueryTower:
@@ -249,8 +247,12 @@ def train(config: TrainConfig) -> TrainResult:
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
     sched_steps = config.schedule_steps or total_steps
+    budget_s = None if config.max_minutes is None else 60.0 * config.max_minutes
+    # progress in [0, 1] drives the LR: the share of scheduled steps done or, with a time budget,
+    # the share of the budget spent, whichever is larger (so the LR decays within --max-minutes).
+    progress = {"value": 0.0}
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(sched_steps, int(config.warmup_ratio * sched_steps))
+        optimizer, lambda _step: lr_factor(progress["value"], config.warmup_ratio)
     )
 
     step, elapsed_before = 0, 0.0
@@ -311,6 +313,8 @@ def train(config: TrainConfig) -> TrainResult:
             out.loss.backward()
             nn.utils.clip_grad_norm_([p for p in tower.parameters() if p.requires_grad], config.max_grad_norm)
             optimizer.step()
+            elapsed = elapsed_before + time.perf_counter() - t_start
+            progress["value"] = max((step + 1) / sched_steps, elapsed / budget_s if budget_s else 0.0)
             scheduler.step()
             step += 1
             window_loss, window_acc, window_n = window_loss + float(out.loss.detach()), window_acc + out.accuracy, window_n + 1
