@@ -84,6 +84,8 @@ def cmd_redis_status(args: argparse.Namespace) -> int:
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
+    import warnings
+
     from encoders.featurestore.ranking import rank_query
     from encoders.featurestore.redis_server import RedisUnavailable
 
@@ -93,6 +95,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         raise _cli_error(ValueError(f"need 1 <= --k <= --candidates, got k={args.k}, candidates={args.candidates}"))
     if args.bundle is not None:
         os.environ["SEARCHSAGE_BUNDLE"] = str(args.bundle.resolve())
+    warnings.filterwarnings("ignore", message="Batch feature views are experimental", category=RuntimeWarning)
     try:
         result = rank_query(args.repo, args.query, k=args.k, candidates=args.candidates)
     except (RedisUnavailable, FileNotFoundError, LookupError, ValueError) as exc:
