@@ -13,7 +13,7 @@ Each tower is exported, quantised and then verified against torch; a failed chec
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -77,6 +77,20 @@ def load_run_tower(run_dir: str | Path, base_model: str | Path | None = None) ->
     return tower.eval()
 
 
+def recommend_variants(report: ParityReport, invariance: float = 0.9999) -> dict[str, str]:
+    """Which variant to use where (see docs/onnx.md). Writers and readers of one store must agree.
+
+    int8 is recommended for materialisation *and* live encoding only when it is batch-invariant
+    (per-token activations: batched-vs-single cosine >= ``invariance``); otherwise a cached
+    (batched) vector and a live (single) one of the same query would differ, so fp32 is used for
+    everything that is stored and int8 only for throwaway bulk scoring.
+    """
+    int8_ok = report.batch_vs_single.get("int8", {}).get("cos_min", 0.0) >= invariance
+    if int8_ok:
+        return {"materialize": "int8", "live": "int8", "reference": "fp32"}
+    return {"materialize": "fp32", "live": "fp32", "bulk_scoring": "int8", "reference": "fp32"}
+
+
 def export_tower(
     tower: QueryTower, kind: str, tower_dir: str | Path, options: ExportOptions, source: dict | None = None
 ) -> TowerExport:
@@ -104,12 +118,12 @@ def export_tower(
     manifest = build_manifest(
         kind, d, dim=tower.out_dim, max_length=int(cfg.max_length), pooling=cfg.pooling,
         normalize=bool(cfg.normalize), base_model=Path(cfg.base_model).name, opset=options.opset,
-        source={**(source or {}), "fused": options.fuse, "quantize": vars(options.quantize) | {
-            "op_types": list(options.quantize.op_types)}},
+        source={**(source or {}), "fused": options.fuse, "quantize": asdict(options.quantize)},
     )
     manifest.write(d)
     report = measure_parity(tower, hf_tok, d, options.parity_texts, options.thresholds)
     manifest.parity = report.to_dict()
+    manifest.recommended_variant = recommend_variants(report)
     manifest.write(d)
     steps.update()
     steps.close()

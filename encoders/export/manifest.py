@@ -40,15 +40,20 @@ def build_manifest(
     opset: int,
     source: dict[str, Any] | None = None,
 ) -> BundleManifest:
-    """A manifest for ``tower_dir`` (its ``model.onnx`` and ``tokenizer.json`` must exist); parity empty."""
+    """A manifest for ``tower_dir`` (its ``model.onnx`` and ``tokenizer.json`` must exist); parity empty.
+
+    ``source`` (how the export was made, e.g. the quantisation settings) is recorded and hashed into
+    the version too, so a re-export with another int8 recipe gets another version.
+    """
     text_normalization = QUERY_NORMALIZATION if kind == "query" else None
     settings = {"kind": kind, "dim": dim, "max_length": max_length, "pooling": pooling,
-                "normalize": normalize, "text_normalization": text_normalization}
+                "normalize": normalize, "text_normalization": text_normalization,
+                "recipe": {k: v for k, v in (source or {}).items() if k in ("fused", "quantize")}}
     version = content_version(kind, [tower_dir / "model.onnx", tower_dir / "tokenizer.json"], settings)
     return BundleManifest(
         kind=kind,  # type: ignore[arg-type]
         dim=dim, max_length=max_length, pooling=pooling, normalize=normalize, base_model=base_model,
         model_version=version, text_normalization=text_normalization, opset=opset,
-        recommended_variant={"materialize": "fp32", "cache": "fp32", "live": "fp32", "bulk_offline": "int8"},
+        variant_versions={"fp32": version, "int8": f"{version}+int8"},
         source=dict(source or {}),
     )

@@ -2,8 +2,10 @@
 
 ``fuse_transformer`` applies onnxruntime's BERT fusions (attention, skip-layer-norm, GELU) offline;
 ``quantize_int8`` writes the dynamic int8 variant: MatMul weights int8 **per output channel**
-(per-tensor int8 loses too much: cosine to fp32 down to ~0.87 on MiniLM), activations quantised
-at run time.
+(per-tensor weights lose too much: cosine to fp32 down to ~0.87 on MiniLM), activations quantised
+at run time **per token** by default (see :mod:`encoders.export.per_token`): batch-invariant, and
+closer to fp32 than onnxruntime's per-tensor activations (MiniLM, fixed check set: min cosine
+0.978 vs 0.966).
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import onnx
+
+from encoders.export.per_token import per_token_activations
 
 
 @dataclass
@@ -21,12 +26,15 @@ class QuantizeConfig:
 
     ``per_channel``: one weight scale per output column; ``reduce_range``: 7-bit weights (avoids
     int16 saturation in the u8s8 kernels on CPUs without VNNI, costs a little precision);
-    ``op_types``: which operators get int8 weights.
+    ``op_types``: which operators get int8 weights; ``activations``: ``"per_token"`` (one scale per
+    token row, batch-invariant) or ``"per_tensor"`` (onnxruntime's stock dynamic quantisation: one
+    scale per activation tensor, so results depend on what else is in the batch).
     """
 
     per_channel: bool = True
     reduce_range: bool = False
     op_types: tuple[str, ...] = ("MatMul",)
+    activations: Literal["per_token", "per_tensor"] = "per_token"
 
 
 def fuse_transformer(src: str | Path, dst: str | Path, num_heads: int, hidden_size: int) -> Path:
@@ -58,5 +66,12 @@ def quantize_int8(src: str | Path, dst: str | Path, config: QuantizeConfig | Non
         )
     finally:
         root.setLevel(level)
+    if config.activations == "per_token":
+        model, n = per_token_activations(onnx.load(str(dst)))
+        if n == 0:
+            raise ValueError(f"{src}: no dynamically quantised MatMul found to make per-token")
+        onnx.save(model, str(dst))
+    elif config.activations != "per_tensor":
+        raise ValueError(f"activations must be 'per_token' or 'per_tensor', got {config.activations!r}")
     onnx.checker.check_model(str(dst))
     return Path(dst)

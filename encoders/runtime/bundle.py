@@ -94,10 +94,10 @@ class BundleEncoder:
             raise BundleError(
                 f"{self.directory}: bundle dimension D={self.manifest.dim} does not match the expected D={expect_dim}"
             )
-        if expect_version is not None and expect_version != self.manifest.model_version:
+        if expect_version is not None and expect_version != self.manifest.version_of(variant):
             raise BundleError(
-                f"{self.directory}: bundle model_version {self.manifest.model_version!r} does not match "
-                f"the expected {expect_version!r}"
+                f"{self.directory}: bundle model_version {self.manifest.version_of(variant)!r} ({variant}) does not "
+                f"match the expected {expect_version!r}"
             )
         fname = self.manifest.files.get(variant)
         if fname is None or not (self.directory / fname).is_file():
@@ -119,8 +119,8 @@ class BundleEncoder:
 
     @property
     def model_version(self) -> str:
-        """The bundle's content hash (same for both variants of one export)."""
-        return self.manifest.model_version
+        """Version string of this variant: the export's content hash, ``+int8`` appended for int8."""
+        return self.manifest.version_of(self.variant)
 
     @property
     def kind(self) -> str:

@@ -35,7 +35,10 @@ class BundleManifest:
     ``pooling`` ``"cls"|"mean"``; ``normalize`` whether outputs are L2-normalised;
     ``text_normalization`` is :data:`QUERY_NORMALIZATION` for query towers and ``None`` for pins;
     ``model_version`` is a content hash of the fp32 model, tokenizer and these settings.
-    ``files`` maps variant name (``fp32``, ``int8``) to a file in the tower directory.
+    ``files`` maps variant name (``fp32``, ``int8``) to a file in the tower directory;
+    ``variant_versions`` gives each variant its own version string (``<model_version>`` for fp32,
+    ``<model_version>+int8`` for int8), because the two variants give slightly different vectors:
+    an embedding stored under one version is never mistaken for the other variant's.
     ``parity`` holds the figures measured at export time (see ``encoders.export.parity``).
     """
 
@@ -52,6 +55,7 @@ class BundleManifest:
     input_names: list[str] = field(default_factory=lambda: list(INPUT_NAMES))
     output_name: str = OUTPUT_NAME
     opset: int = 17
+    variant_versions: dict[str, str] = field(default_factory=dict)
     recommended_variant: dict[str, str] = field(default_factory=dict)
     parity: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
@@ -86,3 +90,9 @@ class BundleManifest:
         data.setdefault("base_model", "")
         data.setdefault("text_normalization", QUERY_NORMALIZATION if data["kind"] == "query" else None)
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    def version_of(self, variant: str) -> str:
+        """The version string embeddings of ``variant`` are stored under."""
+        if variant in self.variant_versions:
+            return self.variant_versions[variant]
+        return self.model_version if variant == "fp32" else f"{self.model_version}+{variant}"

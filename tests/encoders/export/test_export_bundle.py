@@ -37,7 +37,10 @@ def test_bundle_layout_and_manifest(tiny_onnx_bundle: Path) -> None:
         assert [o.name for o in graph.output] == ["sentence_embedding"]
         assert [i.name for i in graph.input] == ["input_ids", "attention_mask"]
         int8_ops = {n.op_type for n in onnx.load(str(d / "model.int8.onnx")).graph.node}
-        assert int8_ops & {"MatMulInteger", "QAttention", "DynamicQuantizeMatMul"}
+        assert "MatMulIntegerToFloat" in int8_ops and "DynamicQuantizeLinear" not in int8_ops
+        assert p["batch_vs_single"]["int8"]["cos_min"] > 1 - 1e-6  # per-token int8 is batch-invariant
+        assert m.recommended_variant["materialize"] == m.recommended_variant["live"] == "int8"
+        assert m.variant_versions == {"fp32": m.model_version, "int8": m.model_version + "+int8"}
 
 
 def test_query_and_pin_versions_differ(tiny_onnx_bundle: Path) -> None:
