@@ -106,7 +106,7 @@ def segment_chart(rows: pd.DataFrame, metric: str) -> alt.LayerChart:
         tooltip=["segment", "treatment", alt.Tooltip("rel_delta:Q", format="+.2%"),
                  alt.Tooltip("p_value_adjusted:Q", format=".3g")])
     zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[4, 4], color="black").encode(x="x:Q")
-    return alt.layer(bars, pts, zero).properties(title=f"{metric} by segment", height=max(120, 34 * len(df)))
+    return alt.layer(bars, pts, zero).properties(title=f"{metric} by segment", height=max(140, 40 * len(df)))
 
 
 def relevance_bars(means: dict[str, dict[str, float]], k: int = 10, p_k: int = 8) -> alt.Chart:
@@ -158,10 +158,12 @@ def query_scatter(per_query: pd.DataFrame, control: str, treatment: str, metric:
 def power_curve(curve: pd.DataFrame, current_n: float | None = None) -> alt.LayerChart:
     """Power (y) against users per arm (x) for a fixed effect; a rule marks ``current_n``."""
     line = alt.Chart(curve).mark_line().encode(
-        x=alt.X("users_per_arm:Q", title="users per arm"), y=alt.Y("power:Q", scale=alt.Scale(domain=[0, 1]),
+        x=alt.X("users_per_arm:Q", title="users per arm"), y=alt.Y("power:Q", title="power", scale=alt.Scale(domain=[0, 1]),
                                                                      axis=alt.Axis(format="%")),
         tooltip=[alt.Tooltip("users_per_arm:Q", format=",.0f"), alt.Tooltip("power:Q", format=".1%")])
-    layers = [line, alt.Chart(pd.DataFrame({"y": [0.8]})).mark_rule(strokeDash=[4, 4], color="grey").encode(y="y:Q")]
+    target = alt.Chart(pd.DataFrame({"y": [0.8]})).mark_rule(strokeDash=[4, 4], color="grey").encode(
+        y=alt.Y("y:Q", title="power"))
+    layers = [line, target]
     if current_n:
         layers.append(alt.Chart(pd.DataFrame({"x": [float(current_n)]})).mark_rule(color=BAD).encode(x="x:Q"))
     return alt.layer(*layers).properties(height=240, title="power vs users per arm")

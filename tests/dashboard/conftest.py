@@ -9,39 +9,10 @@ tower), ``searchsage evaluate`` for the model card, and ``searchsage abtest simu
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-HEALTHY, SRM = "ranker_v2", "ranker_srm"
-
-
-@dataclass(frozen=True)
-class DashEnv:
-    """Paths of the generated inputs."""
-
-    data: Path
-    run: Path
-    bundle: Path
-    results: Path
-    logs: dict[str, Path]
-
-    @property
-    def pins(self) -> Path:
-        return self.data / "pins.parquet"
-
-    def env(self, **extra: str) -> dict[str, str]:
-        """Dashboard env vars for these inputs (see ``dashboard.settings``)."""
-        base = {"SEARCHSAGE_DASH_RESULTS": str(self.results), "SEARCHSAGE_DASH_BUNDLE": str(self.bundle),
-                "SEARCHSAGE_DASH_PINS": str(self.pins), "SEARCHSAGE_DASH_REPO": ""}
-        return {**base, **extra}
-
-
-def _cli(*argv: str) -> None:
-    from encoders.cli.main import main
-
-    assert main(list(argv)) == 0, f"searchsage {' '.join(argv)} failed"
+from dash_fixtures import HEALTHY, SRM, DashEnv, run_cli
 
 
 @pytest.fixture(scope="session")
@@ -72,10 +43,10 @@ def dash_env(tiny_bert_dir: Path, tiny_onnx_bundle: Path, tmp_path_factory: pyte
     shutil.copyfile(run / "eval_report.json", bundle / "eval_report.json")  # what `searchsage export` copies
     results = root / "results"
     logs = {HEALTHY: root / "logs_healthy", SRM: root / "logs_srm"}
-    _cli("abtest", "simulate", "--data", str(data), "--out", str(logs[HEALTHY]), "--users", "2000", "--days", "6",
+    run_cli("abtest", "simulate", "--data", str(data), "--out", str(logs[HEALTHY]), "--users", "2000", "--days", "6",
          "--pre-days", "3", "--effect", "0.03", "--experiment", HEALTHY, "--seed", "0")
-    _cli("abtest", "analyze", str(logs[HEALTHY]), "--control", "control", "--out", str(results))
-    _cli("abtest", "simulate", "--data", str(data), "--out", str(logs[SRM]), "--users", "1500", "--days", "4",
+    run_cli("abtest", "analyze", str(logs[HEALTHY]), "--control", "control", "--out", str(results))
+    run_cli("abtest", "simulate", "--data", str(data), "--out", str(logs[SRM]), "--users", "1500", "--days", "4",
          "--pre-days", "2", "--srm", "0.15", "--experiment", SRM, "--seed", "1")
-    _cli("abtest", "analyze", str(logs[SRM]), "--control", "control", "--out", str(results), "--allow-srm")
+    run_cli("abtest", "analyze", str(logs[SRM]), "--control", "control", "--out", str(results), "--allow-srm")
     return DashEnv(data=data, run=run, bundle=bundle, results=results, logs=logs)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import HEALTHY, SRM, DashEnv
+from dash_fixtures import HEALTHY, SRM, DashEnv
 
 from encoders.featurestore.redis_server import free_port
 

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pandas as pd
-from conftest import HEALTHY, DashEnv
+from dash_fixtures import HEALTHY, DashEnv
 
 from abtest.metrics import CATALOGUE
 from abtest.stats.power import metric_power

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import HEALTHY, SRM, DashEnv
+from dash_fixtures import HEALTHY, SRM, DashEnv
 
 from dashboard.loaders import (
     DashboardDataError,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import HEALTHY, SRM, DashEnv
+from dash_fixtures import HEALTHY, SRM, DashEnv
 from streamlit.testing.v1 import AppTest
 
 from dashboard.loaders import load_pins
