@@ -6,7 +6,8 @@
    beside the pin source as ``data/pin_index.faiss`` + ``.json`` and rebuilt when the pin source
    or the embeddings' model version changes;
 3. the candidates' embeddings fetched with :meth:`EmbeddingStore.fetch` (one numpy array) and
-   scored by dot product (cosine for the L2-normalised towers).
+   scored by dot product (cosine for the L2-normalised towers). Non-Redis online stores (the
+   SQLite fallback) are read through stock ``get_online_features`` instead.
 """
 
 from __future__ import annotations
@@ -40,6 +41,39 @@ class RankResult:
     hits: list[Hit] = field(default_factory=list)
 
 
+class StockEmbeddingReader:
+    """``fetch``/``fetch_with_versions`` through stock ``get_online_features`` — for online stores
+    other than Redis (e.g. the SQLite fallback), where :class:`EmbeddingStore` does not apply."""
+
+    def __init__(self, store: Any, view: Any, dim: int) -> None:
+        self.store, self.view, self.dim = store, view, dim
+        self.join_key = view.entity_columns[0].name
+
+    def fetch_with_versions(self, keys: list[str]) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+        resp = self.store.get_online_features(
+            features=[f"{self.view.name}:embedding", f"{self.view.name}:model_version"],
+            entity_rows=[{self.join_key: k} for k in keys]).to_dict()
+        found = np.array([v is not None for v in resp["embedding"]], dtype=bool)
+        out = np.zeros((len(keys), self.dim), dtype=np.float32)
+        if found.any():
+            out[found] = np.asarray([v for v in resp["embedding"] if v is not None], dtype=np.float32)
+        return out, found, list(resp["model_version"])
+
+    def fetch(self, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        matrix, found, _ = self.fetch_with_versions(keys)
+        return matrix, found
+
+
+def embedding_reader(store: Any, view_name: str, dim: int) -> Any:
+    """:class:`EmbeddingStore` on Redis online stores, else :class:`StockEmbeddingReader`."""
+    from feast.infra.online_stores.redis import RedisOnlineStoreConfig
+
+    view = store.get_feature_view(view_name)
+    if isinstance(store.config.online_store, RedisOnlineStoreConfig):
+        return EmbeddingStore.from_config(store.config, view, dim=dim)
+    return StockEmbeddingReader(store, view, dim)
+
+
 def query_vector(store: Any, query: str) -> tuple[np.ndarray, str, str]:
     """The ``(D,)`` float32 query vector, its source ('store'|'live') and model version."""
     from encoders.normalize import normalize_query
@@ -55,7 +89,7 @@ def query_vector(store: Any, query: str) -> tuple[np.ndarray, str, str]:
     return np.asarray(vec, dtype=np.float32), resp["query_vector_source"][0], resp["query_vector_model_version"][0]
 
 
-def pin_index(repo: Path, pins: EmbeddingStore, pin_ids: list[str]) -> tuple[Any, list[str]]:
+def pin_index(repo: Path, pins: Any, pin_ids: list[str]) -> tuple[Any, list[str]]:
     """(faiss HNSW index, ids in index order) over the stored pin embeddings, cached in ``repo``."""
     import faiss
 
@@ -92,9 +126,12 @@ def rank_query(repo: str | Path, query: str, k: int = 10, candidates: int = 100)
     texts = dict(zip(pin_table["pin_id"].astype(str), pin_table["text"].astype(str), strict=True))
     store = FeatureStore(repo_path=str(repo))
     qvec, source, version = query_vector(store, query)
-    pins = EmbeddingStore.from_config(store.config, store.get_feature_view("pin_embedding"))
-    if qvec.shape[0] != pins.dim:
-        raise ValueError(f"query vector is {qvec.shape[0]}-d but pin embeddings are {pins.dim}-d")
+    from encoders.featurestore.udfs import declared_dim
+
+    declared = declared_dim(store.get_feature_view("pin_embedding"))
+    if declared is not None and qvec.shape[0] != declared:
+        raise ValueError(f"query vector is {qvec.shape[0]}-d but pin embeddings are {declared}-d")
+    pins = embedding_reader(store, "pin_embedding", qvec.shape[0])
     index, ids = pin_index(repo, pins, list(texts))
     _, cand = index.search(qvec[None, :], min(candidates, len(ids)))
     cand_ids = [ids[i] for i in cand[0] if i >= 0]
