@@ -54,7 +54,9 @@ class CacheThrough:
         metrics: hit/miss/write counters are recorded here.
         timeout_s: a lookup slower than this is treated as a store failure (all miss).
         max_pending_rows: write-back rows buffered at most; more are dropped (counted).
-        write_back: write misses back (off for int8 serving, whose rows would differ from fp32 ones).
+        write_back: write misses back (off for a variant that is unsafe to store).
+        accept_versions: ``model_version`` values a stored row may carry to count as a hit
+            (default: ``model_version`` only); others count as ``stale`` misses.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class CacheThrough:
         retry_max_s: float = 30.0,
         max_pending_rows: int = 50_000,
         write_back: bool = True,
+        accept_versions: tuple[str, ...] = (),
     ) -> None:
         self.store = store
         self.dim = dim
@@ -79,6 +82,7 @@ class CacheThrough:
         self.retry_max_s = retry_max_s
         self.max_pending_rows = max_pending_rows
         self.write_back = write_back
+        self.accept_versions = tuple(dict.fromkeys((model_version, *accept_versions)))
         self.state = STATE_DISABLED if store is None else STATE_OK
         self.last_error: str | None = None
         self.failures = 0
@@ -179,12 +183,12 @@ class CacheThrough:
         fetch_current = getattr(self.store, "fetch_current", None)
         with_versions = getattr(self.store, "fetch_with_versions", None)
         if callable(fetch_current):
-            matrix, found, stale = fetch_current(keys, self.model_version)
+            matrix, found, stale = fetch_current(keys, self.accept_versions)
             self.stale += int(stale)
         elif callable(with_versions):
             matrix, found, versions = with_versions(keys)
             found = np.asarray(found, dtype=bool).reshape(n)
-            current = np.fromiter((v == self.model_version for v in versions), dtype=bool, count=n)
+            current = np.fromiter((v in self.accept_versions for v in versions), dtype=bool, count=n)
             self.stale += int((found & ~current).sum())
             found = found & current
         else:

@@ -16,7 +16,7 @@ class ServeConfig:
 
     Attributes:
         bundle: bundle directory (``query/`` inside it is used when present) or a ``query/`` dir.
-        variant: ``fp32`` (default: live embeddings equal the materialised ones) or ``int8``.
+        variant: ``auto`` (the bundle's recommended live variant, fp32 when it names none), ``fp32`` or ``int8``.
         redis: ``host:port[,password=...]`` of the online store, or ``None``.
         repo: Feast repository whose ``feature_store.yaml`` names the Redis online store.
         max_batch: most queries per encoder call.
@@ -33,7 +33,7 @@ class ServeConfig:
     """
 
     bundle: Path
-    variant: str = "fp32"
+    variant: str = "auto"
     redis: str | None = None
     repo: Path | None = None
     host: str = "127.0.0.1"
@@ -71,8 +71,8 @@ class ServeConfig:
         for name, ok in checks.items():
             if not ok:
                 raise ServeConfigError(f"invalid serving option {name}={getattr(self, name)!r}")
-        if self.variant not in ("fp32", "int8"):
-            raise ServeConfigError(f"invalid serving option variant={self.variant!r} (expected fp32 or int8)")
+        if self.variant not in ("auto", "fp32", "int8"):
+            raise ServeConfigError(f"invalid serving option variant={self.variant!r} (expected auto, fp32 or int8)")
         if self.redis is not None and self.repo is not None:
             raise ServeConfigError("give either redis (host:port) or repo (a Feast repository), not both")
 

@@ -12,19 +12,35 @@ from encoders.serving.service import EmbeddingService
 from encoders.serving.validation import RequestLimits
 
 
-def load_encoder(config: ServeConfig) -> Encoder:
+def resolve_variant(config: ServeConfig) -> tuple[str, dict[str, str]]:
+    """The variant to serve (``auto``: the bundle's recommended live variant, else fp32) and the
+    manifest's ``recommended_variant`` map."""
+    from encoders.runtime import BundleManifest, resolve_tower_dir
+
+    manifest = BundleManifest.read(resolve_tower_dir(config.bundle, _kind(config)))
+    recommended = dict(getattr(manifest, "recommended_variant", None) or {})
+    if config.variant != "auto":
+        return config.variant, recommended
+    return recommended.get("live", "fp32"), recommended
+
+
+def _kind(config: ServeConfig) -> str | None:
+    # A bundle root serves its query tower; a tower directory (with manifest.json) is served as is,
+    # e.g. ``bundle/pin`` of a pin-only export for a zero-shot service.
+    return None if (config.bundle / "manifest.json").is_file() else "query"
+
+
+def load_encoder(config: ServeConfig, variant: str | None = None) -> Encoder:
     """The query tower of ``config.bundle`` through onnxruntime (``BundleEncoder``)."""
     from encoders.runtime import BundleEncoder
 
-    # A bundle root serves its query tower; a tower directory (with manifest.json) is served as is,
-    # e.g. ``bundle/pin`` of a pin-only export for a zero-shot service.
-    kind = None if (config.bundle / "manifest.json").is_file() else "query"
+    variant = variant or resolve_variant(config)[0]
     enc = BundleEncoder(
-        config.bundle, variant=config.variant, threads=config.threads,
-        batch_size=max(config.max_batch, 1), kind=kind,
+        config.bundle, variant=variant, threads=config.threads,
+        batch_size=max(config.max_batch, 1), kind=_kind(config),
     )
     if not config.ort_spin:
-        enc.session = quiet_session(enc.directory / enc.manifest.files[config.variant], config.threads)
+        enc.session = quiet_session(enc.directory / enc.manifest.files[variant], config.threads)
     return enc
 
 
@@ -62,17 +78,24 @@ def open_store(config: ServeConfig, dim: int) -> EmbeddingStore | None:
 def build_service(
     config: ServeConfig, encoder: Encoder | None = None, store: EmbeddingStore | None = None
 ) -> EmbeddingService:
-    """An :class:`EmbeddingService` for ``config``; ``encoder``/``store`` default to the configured ones."""
-    enc = encoder if encoder is not None else load_encoder(config)
+    """An :class:`EmbeddingService` for ``config``; ``encoder``/``store`` default to the configured ones.
+
+    Write-back happens only for a variant that is safe to store: fp32, or the variant the bundle
+    recommends for materialisation (a batch-invariant int8). Lookups accept rows of the served
+    variant's ``model_version`` and of the fp32 reference version of the same export.
+    """
+    variant, recommended = resolve_variant(config)
+    enc = encoder if encoder is not None else load_encoder(config, variant)
     st = store if store is not None else open_store(config, int(enc.dim))
+    version = str(enc.model_version)
+    reference = version.split("+", 1)[0]
+    write_back = variant == "fp32" or recommended.get("materialize") == variant
     return EmbeddingService(
         enc, st, batching=config.batching, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms,
         workers=config.workers, store_timeout_s=config.store_timeout_ms / 1000.0,
         retry_initial_s=config.retry_initial_s, retry_max_s=config.retry_max_s,
-        # int8 rows depend on batch composition and differ from the fp32 rows materialisation
-        # writes under the same model_version: an int8 service reads the cache but never writes it.
-        write_back=config.variant == "fp32",
-        info={"variant": config.variant, "max_batch": config.max_batch, "max_wait_ms": config.max_wait_ms},
+        write_back=write_back, accept_versions=(version, reference),
+        info={"variant": variant, "max_batch": config.max_batch, "max_wait_ms": config.max_wait_ms},
     )
 
 

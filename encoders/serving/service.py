@@ -31,7 +31,8 @@ class EmbeddingService:
         encoder: the query encoder (``BundleEncoder`` in production).
         store: the online-store fast path or ``None``.
         batching / max_batch / max_wait_ms / workers: see :class:`DynamicBatcher`.
-        store_timeout_s, retry_initial_s, retry_max_s, write_back: see :class:`CacheThrough`.
+        store_timeout_s, retry_initial_s, retry_max_s, write_back, accept_versions: see
+            :class:`CacheThrough`.
     """
 
     def __init__(
@@ -47,6 +48,7 @@ class EmbeddingService:
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
         write_back: bool = True,
+        accept_versions: tuple[str, ...] = (),
         info: dict[str, object] | None = None,
     ) -> None:
         self.encoder = encoder
@@ -61,7 +63,7 @@ class EmbeddingService:
         self.cache = CacheThrough(
             store, dim=self.dim, model_version=self.model_version, metrics=self.metrics,
             timeout_s=store_timeout_s, retry_initial_s=retry_initial_s, retry_max_s=retry_max_s,
-            write_back=write_back,
+            write_back=write_back, accept_versions=accept_versions,
         )
 
     async def start(self) -> None:

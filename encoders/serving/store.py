@@ -101,13 +101,19 @@ class QueryEmbeddingCache:
     def write(self, keys: Sequence[str], matrix: np.ndarray, model_version: str) -> object:
         return self.store.write(keys, matrix, model_version)
 
-    def fetch_current(self, keys: Sequence[str], model_version: str) -> tuple[np.ndarray, np.ndarray, int]:
-        """``(matrix (N, D) float32, found (N,) bool, stale)``: rows of another version are misses."""
-        want = self._expected.get(model_version)
-        if want is None:
-            want = self._expected[model_version] = self._codec.encode_string_value(model_version)
+    def fetch_current(
+        self, keys: Sequence[str], model_versions: str | Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """``(matrix (N, D) float32, found (N,) bool, stale)``: rows whose ``model_version`` is not
+        one of ``model_versions`` count as misses (``stale`` of them)."""
+        versions = (model_versions,) if isinstance(model_versions, str) else tuple(model_versions)
+        want = set()
+        for v in versions:
+            if v not in self._expected:
+                self._expected[v] = self._codec.encode_string_value(v)
+            want.add(self._expected[v])
         raw = self.store.fetch_raw(keys, self._fields)
         matrix, found = self._codec.decode_float_lists([r[0] for r in raw], self.dim)
-        current = np.fromiter((r[1] == want for r in raw), dtype=bool, count=len(raw))
+        current = np.fromiter((r[1] in want for r in raw), dtype=bool, count=len(raw))
         stale = int((found & ~current).sum())
         return matrix, found & current, stale

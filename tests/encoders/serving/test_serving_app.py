@@ -10,7 +10,7 @@ import pytest
 from serving_helpers import call, concurrent_embeds, raw, raw_get, running
 
 from encoders.normalize import normalize_query
-from encoders.runtime import BundleEncoder
+from encoders.runtime import BundleEncoder, BundleManifest, resolve_tower_dir
 from encoders.serving.config import ServeConfig
 from encoders.serving.metrics import to_prometheus
 from encoders.serving.server import build_app
@@ -19,7 +19,9 @@ QUERIES = ["Angle  BRACKET", "red chair", "LED light bulb", "garden hose", "oak 
 
 
 def test_embed_returns_the_runtime_vectors_and_model_version(tiny_onnx_bundle: Path) -> None:
-    enc = BundleEncoder(tiny_onnx_bundle, threads=1)
+    manifest = BundleManifest.read(resolve_tower_dir(tiny_onnx_bundle, "query"))
+    variant = manifest.recommended_variant.get("live", "fp32")  # what --variant auto serves
+    enc = BundleEncoder(tiny_onnx_bundle, variant=variant, threads=1)
     expected = enc.encode([normalize_query(q) for q in QUERIES])
     with running(build_app(ServeConfig(bundle=tiny_onnx_bundle, threads=1))) as port:
         status, body = call(port, "POST", "/embed", {"queries": QUERIES})
@@ -31,6 +33,7 @@ def test_embed_returns_the_runtime_vectors_and_model_version(tiny_onnx_bundle: P
     assert body["model_version"] == enc.model_version
     assert body["cached"] == [False] * len(QUERIES)
     assert health_status == 200 and health["status"] == "ok" and health["store"]["state"] == "disabled"
+    assert health["variant"] == variant
 
 
 def test_concurrent_requests_are_grouped_into_batches(tiny_onnx_bundle: Path) -> None:

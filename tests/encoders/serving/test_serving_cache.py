@@ -11,7 +11,7 @@ from serving_helpers import call, running
 
 from encoders.featurestore.embeddings import EmbeddingStore
 from encoders.featurestore.redis_server import LocalRedis
-from encoders.runtime import BundleEncoder
+from encoders.runtime import BundleEncoder, BundleManifest, resolve_tower_dir
 from encoders.serving.config import ServeConfig
 from encoders.serving.server import build_app
 from encoders.serving.store import QUERY_JOIN_KEY, QUERY_VIEW, make_query_store, redis_client
@@ -42,7 +42,7 @@ def test_misses_are_written_back_and_the_next_request_is_a_hit(
     versioned = make_query_store(redis_server.connection_string, enc.dim)  # compares model_version bytes
     # an entry from an older model must not be served: it is a miss and gets overwritten
     reader.write(["garden hose"], np.ones((1, enc.dim), dtype=np.float32), model_version="old-model")
-    cfg = ServeConfig(bundle=tiny_onnx_bundle, threads=1, redis=redis_server.connection_string)
+    cfg = ServeConfig(bundle=tiny_onnx_bundle, threads=1, variant="fp32", redis=redis_server.connection_string)
     with running(build_app(cfg)) as port:
         s1, first = call(port, "POST", "/embed", {"queries": ["Angle  Bracket", "garden hose", "angle bracket"]})
         assert s1 == 200 and first["cached"] == [False, False, False]
@@ -110,14 +110,26 @@ def test_redis_down_degrades_health_keeps_answering_and_recovers(tiny_onnx_bundl
         local.stop()
 
 
-def test_int8_service_reads_the_cache_but_never_writes_it(tiny_onnx_bundle: Path, redis_server: LocalRedis) -> None:
+def test_int8_service_reads_fp32_rows_and_writes_only_if_the_bundle_says_int8_is_storable(
+    tiny_onnx_bundle: Path, redis_server: LocalRedis
+) -> None:
     redis.Redis.from_url(redis_server.url).flushdb()
+    manifest = BundleManifest.read(resolve_tower_dir(tiny_onnx_bundle, "query"))
+    storable = manifest.recommended_variant.get("materialize") == "int8"
+    fp32 = BundleEncoder(tiny_onnx_bundle, threads=1)
+    reader = feature_store_reader(redis_server.connection_string, fp32.dim)
+    reader.write(["pvc fitting"], fp32.encode(["pvc fitting"]), model_version=fp32.model_version)
     cfg = ServeConfig(bundle=tiny_onnx_bundle, threads=1, variant="int8", redis=redis_server.connection_string)
     with running(build_app(cfg)) as port:
-        status, body = call(port, "POST", "/embed", {"queries": ["copper pipe"]})
-        time.sleep(0.3)
+        status, body = call(port, "POST", "/embed", {"queries": ["copper pipe", "PVC fitting"]})
+        if storable:
+            assert wait_until(lambda: bool(reader.fetch(["copper pipe"])[1].all()))
+        else:
+            time.sleep(0.3)
         _, health = call(port, "GET", "/health")
         _, metrics = call(port, "GET", "/metrics")
-    assert status == 200 and body["cached"] == [False]
-    assert health["store"]["write_back"] is False and metrics["cache"]["writes"] == 0
-    assert not feature_store_reader(redis_server.connection_string, body["dim"]).fetch(["copper pipe"])[1].any()
+    assert status == 200 and body["cached"] == [False, True]  # the fp32 reference row is a hit
+    assert body["model_version"] == manifest.version_of("int8") != fp32.model_version
+    assert health["variant"] == "int8" and health["store"]["write_back"] is storable
+    assert (metrics["cache"]["writes"] > 0) is storable
+    assert bool(reader.fetch(["copper pipe"])[1].all()) is storable
