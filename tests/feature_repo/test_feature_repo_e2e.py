@@ -135,6 +135,14 @@ def test_odfv_embeds_unseen_query_live_and_serves_stored_ones(fs_env: dict, stor
     np.testing.assert_allclose(np.asarray(got["query_vector"][1], dtype=np.float32),
                                enc.encode(["Blue copper faucet"])[0], atol=1e-6)
     assert got["query_vector_model_version"][1] == enc.model_version
+    # The bundle is loaded once per process, not per request.
+    from encoders.featurestore import udfs
+
+    loads = udfs._load.cache_info().misses
+    for q in ("another unseen one", "and a third"):
+        store.get_online_features(features=["query_vector:query_vector"],
+                                  entity_rows=[{"query": q, "query_text": q}]).to_dict()
+    assert udfs._load.cache_info().misses == loads
 
 
 def test_incremental_picks_new_rows_and_rerun_overwrites(fs_env: dict, store) -> None:
