@@ -85,11 +85,11 @@ def make_queries(n: int, seed: int = 0) -> list[str]:
     return out
 
 
-def offline_throughput(bundle: Path, queries: list[str], threads: int) -> tuple[float, str, int]:
+def offline_throughput(bundle: Path, queries: list[str], threads: int, variant: str = "fp32") -> tuple[float, str, int]:
     """Queries/s of ``BundleEncoder.encode`` at batch 256 (after one warm-up call)."""
     from encoders.runtime import BundleEncoder
 
-    enc = BundleEncoder(bundle, variant="fp32", threads=threads, batch_size=256)
+    enc = BundleEncoder(bundle, variant=variant, threads=threads, batch_size=256)
     enc.encode(queries[:256])
     t0 = time.perf_counter()
     enc.encode(queries)
@@ -237,7 +237,7 @@ async def bench_services(bundle: Path, args: argparse.Namespace, bodies: list[by
     """Both services run side by side (an idle one costs nothing); levels alternate between them,
     so slow drifts in what else runs on the machine hit both modes alike."""
     modes = args.modes.split(",")
-    extra = tuple(args.server_args.split())
+    extra = ("--variant", args.variant, *args.server_args.split())
     servers = {m: Server(bundle, m == "batched", args.threads, args.max_wait_ms, extra) for m in modes}
     out: list[LoadResult] = []
     try:
@@ -275,7 +275,7 @@ def check_targets(report: BenchReport, rate: float) -> dict[str, object]:
 def to_markdown(r: BenchReport) -> str:
     lines = [
         "# Serving benchmark (`searchsage serve`, loopback)", "",
-        f"Bundle `{r.bundle}` (model_version `{r.model_version}`, D={r.dim}), fp32, "
+        f"Bundle `{r.bundle}` (model_version `{r.model_version}`, D={r.dim}), {r.settings.get('variant')}, "
         f"{r.settings.get('threads')} onnxruntime threads, max wait {r.settings.get('max_wait_ms')} ms; "
         f"{r.machine.get('cpus')} CPUs, load average before {r.machine.get('loadavg_before')}.", "",
         f"Offline runtime throughput (BundleEncoder, batch 256, best of the runs before and after the "
@@ -311,6 +311,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--modes", default="batched,unbatched", help="which services to run")
     p.add_argument("--offline-queries", type=int, default=2048)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--variant", choices=("fp32", "int8"), default="fp32", help="served and measured variant")
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     args = p.parse_args(argv)
     if args.quick:
@@ -325,19 +326,19 @@ def main(argv: list[str] | None = None) -> BenchReport:
     bodies = [_body(q) for q in queries]
     load_before = os.getloadavg()[0]
     print(f"offline: BundleEncoder at batch 256 on {args.offline_queries} queries", flush=True)
-    qps, version, dim = offline_throughput(args.bundle, queries[: args.offline_queries], args.threads)
+    qps, version, dim = offline_throughput(args.bundle, queries[: args.offline_queries], args.threads, args.variant)
     print(f"  {qps:.0f} queries/s", flush=True)
     report = BenchReport(str(args.bundle), version, dim, round(qps, 1))
     report.results = asyncio.run(bench_services(args.bundle, args, bodies))
     # Other processes share the cores: measure the ceiling again afterwards and keep the higher one.
-    qps_after = offline_throughput(args.bundle, queries[: args.offline_queries], args.threads)[0]
+    qps_after = offline_throughput(args.bundle, queries[: args.offline_queries], args.threads, args.variant)[0]
     print(f"offline again: {qps_after:.0f} queries/s", flush=True)
     report.offline_qps_runs = [round(qps, 1), round(qps_after, 1)]
     report.offline_qps = round(max(qps, qps_after), 1)
     report.checks = check_targets(report, args.rate)
     report.machine = {"cpus": os.cpu_count(), "python": platform.python_version(),
                       "loadavg_before": round(load_before, 2), "loadavg_after": round(os.getloadavg()[0], 2)}
-    report.settings = {"threads": args.threads, "max_wait_ms": args.max_wait_ms, "requests": args.requests,
+    report.settings = {"variant": args.variant, "threads": args.threads, "max_wait_ms": args.max_wait_ms, "requests": args.requests,
                        "duration_s": args.duration, "quick": args.quick,
                        "command": "python bench/serving.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     args.out.mkdir(parents=True, exist_ok=True)
