@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from abtest.stats.errors import StatsInputError
-from abtest.stats.result import TestResult
+from abtest.stats.result import TestResult, join_notes
 from abtest.stats.sufficient import CovariateMeanStats, CovariateRatioStats, MeanStats, _pool
 from abtest.stats.ttest import welch_ttest
 
@@ -55,6 +55,16 @@ def _check(stats: CovariateMeanStats | CovariateRatioStats, metric: str, arm: st
         raise StatsInputError("variances must be >= 0", metric, arm)
 
 
+def _resolve_theta(theta: float | None, cov_xy: float, var_x: float) -> tuple[float, str]:
+    """``(θ, note)``: a given ``theta`` as is, else the pooled ``cov_xy / var_x`` (0 with a note when
+    the covariate has no variance)."""
+    if theta is not None:
+        return theta, ""
+    if var_x > 0:
+        return float(cov_xy / var_x), ""
+    return 0.0, "covariate has zero variance: CUPED not applied (theta=0)"
+
+
 def _adjust(
     theta: float, y_mean: float, x_mean: float, x_pooled: float, vy: float, vx: float, cxy: float, n: int
 ):
@@ -80,12 +90,7 @@ def cuped_adjust_means(
     _check(control, metric, "control")
     _check(treatment, metric, "treatment")
     _, mean, cov = _pool([control.moments(), treatment.moments()])
-    note = ""
-    if theta is None:
-        if cov[1, 1] > 0:
-            theta = float(cov[0, 1] / cov[1, 1])
-        else:
-            theta, note = 0.0, "covariate has zero variance: CUPED not applied (theta=0)"
+    theta, note = _resolve_theta(theta, cov[0, 1], cov[1, 1])
     x_pooled = float(mean[1])
     adj = [
         _adjust(theta, s.mean_y, s.mean_x, x_pooled, s.var_y, s.var_x, s.cov_xy, s.n)
@@ -119,12 +124,7 @@ def cuped_adjust_ratios(
     parts = [control.moments(), treatment.moments()]
     _, pmean, pcov = _pool(parts)
     _, rp_pooled, _, pvx, pcxy = _ratio_linearization(pmean, pcov, metric, "pooled")
-    note = ""
-    if theta is None:
-        if pvx > 0:
-            theta = pcxy / pvx
-        else:
-            theta, note = 0.0, "covariate has zero variance: CUPED not applied (theta=0)"
+    theta, note = _resolve_theta(theta, pcxy, pvx)
     adj, raw = [], []
     for (n, mean, cov), arm in zip(parts, ("control", "treatment"), strict=True):
         r, r_pre, vy, vx, cxy = _ratio_linearization(mean, cov, metric, arm)
@@ -173,5 +173,4 @@ def cuped_ttest(
         method=method,
     )
     info = f"theta={adj.theta:.6g}, variance_reduction={adj.variance_reduction:.3f}"
-    parts = [p for p in (adj.note, res.note, info) if p]
-    return res.with_(note="; ".join(parts))
+    return res.with_(note=join_notes(adj.note, res.note, info))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from abtest.stats.distribution import p_value
 from abtest.stats.errors import StatsInputError
 from abtest.stats.estimates import pair_estimates
+from abtest.stats.relative import log_ratio_se
 from abtest.stats.result import TestResult
 from abtest.stats.sufficient import MeanStats, ProportionStats, RatioStats
 from abtest.stats.ttest import compare_estimates
@@ -105,7 +106,7 @@ def non_inferiority(
     else:
         bound = res.rel_ci[0] if higher_is_better else res.rel_ci[1]
         if c > 0 and t > 0:
-            se_log = math.sqrt(vt / t**2 + vc / c**2)
+            se_log = log_ratio_se(c, vc, t, vt)
             stat = (math.log(t / c) - math.log1p(sign * margin)) / se_log if se_log > 0 else math.nan
             p = float(p_value(stat, df, alt)) if se_log > 0 else math.nan
         else:

@@ -45,7 +45,7 @@ def power(
     n1 = np.asarray(nobs1, dtype=np.float64)
     n2 = n1 * ratio
     nc = d * np.sqrt(1.0 / (1.0 / n1 + 1.0 / n2))
-    a = alpha / 2.0 if alternative == "two-sided" else alpha
+    a = _tail_alpha(alpha, alternative)
     out = np.zeros(np.broadcast(d, n1).shape)
     if test == "t":
         df = n1 + n2 - 2.0
@@ -60,6 +60,16 @@ def power(
         if alternative in ("two-sided", "less"):
             out = out + sps.norm.cdf(-crit - nc)
     return float(out) if out.ndim == 0 else out
+
+
+def _tail_alpha(alpha: float, alternative: str) -> float:
+    """Level of each rejection tail: ``alpha / 2`` two-sided, ``alpha`` one-sided."""
+    return alpha / 2.0 if alternative == "two-sided" else alpha
+
+
+def _z_sum(alpha: float, power_target: float, alternative: str) -> float:
+    """``z_{1-a} + z_{power}``: the standardised distance a normal test needs (``a`` per tail)."""
+    return float(sps.norm.isf(_tail_alpha(alpha, alternative)) + sps.norm.isf(1.0 - power_target))
 
 
 def _check_target(target: float) -> None:
@@ -106,8 +116,7 @@ def sample_size(
 
 def _z_sample_size(d: float, power_target: float, ratio: float, alpha: float, alternative: str) -> float:
     """Normal-approximation ``nobs1`` (used to bracket the exact solvers)."""
-    a = alpha / 2.0 if alternative == "two-sided" else alpha
-    z = sps.norm.isf(a) + sps.norm.isf(1.0 - power_target)
+    z = _z_sum(alpha, power_target, alternative)
     return float((z / d) ** 2 * (1.0 + 1.0 / ratio))
 
 
@@ -130,10 +139,7 @@ def mde(
             - power_target
         )
 
-    a = alpha / 2.0 if alternative == "two-sided" else alpha
-    d_z = (sps.norm.isf(a) + sps.norm.isf(1.0 - power_target)) * math.sqrt(
-        1.0 / nobs1 + 1.0 / (ratio * nobs1)
-    )
+    d_z = _z_sum(alpha, power_target, alternative) * math.sqrt(1.0 / nobs1 + 1.0 / (ratio * nobs1))
     hi = 2.0 * d_z
     while f(hi) < 0:
         hi *= 2.0
@@ -158,6 +164,11 @@ def _baseline(stats: MeanStats | RatioStats | ProportionStats) -> float:
     return stats.mean
 
 
+def _test_for(baseline: MeanStats | RatioStats | ProportionStats) -> str:
+    """The standardised test a metric uses: ``"z"`` for proportions, ``"t"`` for mean/ratio metrics."""
+    return "z" if isinstance(baseline, ProportionStats) else "t"
+
+
 def metric_mde(
     baseline: MeanStats | RatioStats | ProportionStats,
     nobs1: float,
@@ -172,7 +183,7 @@ def metric_mde(
 
     Proportions use the z test, mean and ratio metrics the t test.
     """
-    test = "z" if isinstance(baseline, ProportionStats) else "t"
+    test = _test_for(baseline)
     d = mde(nobs1, power_target=power_target, ratio=ratio, alpha=alpha, alternative=alternative, test=test)
     abs_mde = d * per_user_sd(baseline)
     return abs_mde / _baseline(baseline) if relative else abs_mde
@@ -193,7 +204,7 @@ def metric_sample_size(
     sd = per_user_sd(baseline)
     if sd == 0:
         raise StatsInputError("baseline has zero variance: any effect is detectable, sample size undefined")
-    test = "z" if isinstance(baseline, ProportionStats) else "t"
+    test = _test_for(baseline)
     n = sample_size(
         abs_delta / sd,
         power_target=power_target,
@@ -217,7 +228,7 @@ def metric_power(
 ) -> float:
     """Power to detect ``delta`` (absolute, or relative to the baseline) with ``nobs1`` control users."""
     abs_delta = delta * _baseline(baseline) if relative else delta
-    test = "z" if isinstance(baseline, ProportionStats) else "t"
+    test = _test_for(baseline)
     return float(
         power(
             abs_delta / per_user_sd(baseline),

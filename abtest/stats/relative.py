@@ -67,6 +67,12 @@ def relative_interval(
     return _fieller_interval(c, control_var, t, treatment_var, cov, q, alternative, rel)
 
 
+def log_ratio_se(c: float, vc: float, t: float, vt: float, cov: float = 0.0) -> float:
+    """Delta-method standard error of ``log(t / c)`` from the sampling variances ``vc``/``vt`` and
+    covariance ``cov`` of the two (positive) estimates."""
+    return math.sqrt(max(vt / t**2 + vc / c**2 - 2.0 * cov / (t * c), 0.0))
+
+
 def _log_interval(
     c: float, vc: float, t: float, vt: float, cov: float, q: float, alternative: str, rel: float
 ) -> RelativeInterval:
@@ -74,8 +80,7 @@ def _log_interval(
         return RelativeInterval(
             rel, math.nan, math.nan, "log-scale relative CI needs positive means in both arms"
         )
-    var_log = vt / t**2 + vc / c**2 - 2.0 * cov / (t * c)
-    se = math.sqrt(max(var_log, 0.0))
+    se = log_ratio_se(c, vc, t, vt, cov)
     center = math.log(t / c)
     low = math.exp(center - q * se) - 1.0 if alternative != "less" else -1.0
     high = math.exp(center + q * se) - 1.0 if alternative != "greater" else math.inf

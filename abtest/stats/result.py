@@ -10,6 +10,11 @@ Alternative = Literal["two-sided", "greater", "less"]
 ALTERNATIVES: tuple[str, ...] = ("two-sided", "greater", "less")
 
 
+def join_notes(*notes: str) -> str:
+    """The non-empty ``notes`` joined with ``"; "`` (how :attr:`TestResult.note` combines reasons)."""
+    return "; ".join(n for n in notes if n)
+
+
 @dataclass(frozen=True)
 class TestResult:
     """One comparison of a treatment arm against a control arm on one metric.

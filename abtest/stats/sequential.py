@@ -24,7 +24,8 @@ import numpy as np
 
 from abtest.stats.errors import StatsInputError
 from abtest.stats.estimates import pair_estimates
-from abtest.stats.result import TestResult
+from abtest.stats.relative import log_ratio_se
+from abtest.stats.result import TestResult, join_notes
 from abtest.stats.sufficient import MeanStats, ProportionStats, RatioStats
 
 
@@ -86,12 +87,12 @@ def sequential_test(
         p = always_valid_p_value(delta, se, n, rho)
     rel = t / c - 1.0 if c != 0 else math.nan
     if c > 0 and t > 0:
-        se_log = math.sqrt(est.var_treatment / t**2 + est.var_control / c**2)
+        se_log = log_ratio_se(c, est.var_control, t, est.var_treatment)
         hw_log = always_valid_halfwidth(se_log, n, alpha, rho) if se_log > 0 else 0.0
         rel_ci = (math.exp(math.log(t / c) - hw_log) - 1.0, math.exp(math.log(t / c) + hw_log) - 1.0)
     else:
         rel_ci = (math.nan, math.nan)
-        note = "; ".join(x for x in (note, "relative CI needs positive means in both arms") if x)
+        note = join_notes(note, "relative CI needs positive means in both arms")
     return TestResult(
         metric=metric,
         control=control_name,

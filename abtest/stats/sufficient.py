@@ -51,6 +51,28 @@ def _moments_from_arrays(*cols: np.ndarray) -> tuple[int, np.ndarray, np.ndarray
     return n, x.mean(axis=1), np.atleast_2d(np.cov(x, ddof=1))
 
 
+PairFields = tuple[int, float, float, float, float, float]
+
+
+def _pair_fields(n: float, mean: np.ndarray, cov: np.ndarray) -> PairFields:
+    """``(n, mean_a, mean_b, var_a, var_b, cov_ab)`` of two variables: the fields of
+    :class:`RatioStats` and :class:`CovariateMeanStats`."""
+    return int(n), float(mean[0]), float(mean[1]), float(cov[0, 0]), float(cov[1, 1]), float(cov[0, 1])
+
+
+def _pair_from_arrays(a: np.ndarray, b: np.ndarray) -> PairFields:
+    """:func:`_pair_fields` of per-user arrays ``a (n,)`` and ``b (n,)``."""
+    return _pair_fields(*_moments_from_arrays(a, b))
+
+
+def _pair_from_sums(
+    n: int, sum_a: float, sum_b: float, sum_a_sq: float, sum_b_sq: float, sum_ab: float
+) -> PairFields:
+    """:func:`_pair_fields` from ``n``, ``Σa``, ``Σb``, ``Σa²``, ``Σb²`` and ``Σab``."""
+    m, c = _moments_from_sums(n, np.array([sum_a, sum_b]), np.array([[sum_a_sq, sum_ab], [sum_ab, sum_b_sq]]))
+    return _pair_fields(n, m, c)
+
+
 def _pool(parts: list[tuple[float, np.ndarray, np.ndarray]]) -> tuple[float, np.ndarray, np.ndarray]:
     """Moments of the union of samples given each sample's ``(n, mean, cov ddof=1)``."""
     n = sum(p[0] for p in parts)
@@ -150,18 +172,14 @@ class RatioStats:
     @classmethod
     def from_arrays(cls, num: np.ndarray, den: np.ndarray) -> RatioStats:
         """From per-user numerators ``num (n,)`` and denominators ``den (n,)``."""
-        n, m, c = _moments_from_arrays(num, den)
-        return cls(n, float(m[0]), float(m[1]), float(c[0, 0]), float(c[1, 1]), float(c[0, 1]))
+        return cls(*_pair_from_arrays(num, den))
 
     @classmethod
     def from_sums(
         cls, n: int, sum_num: float, sum_den: float, sum_num_sq: float, sum_den_sq: float, sum_num_den: float
     ) -> RatioStats:
         """From ``n``, ``Σnum``, ``Σden``, ``Σnum²``, ``Σden²`` and ``Σnum·den`` over users."""
-        m, c = _moments_from_sums(
-            n, np.array([sum_num, sum_den]), np.array([[sum_num_sq, sum_num_den], [sum_num_den, sum_den_sq]])
-        )
-        return cls(int(n), float(m[0]), float(m[1]), float(c[0, 0]), float(c[1, 1]), float(c[0, 1]))
+        return cls(*_pair_from_sums(n, sum_num, sum_den, sum_num_sq, sum_den_sq, sum_num_den))
 
     @property
     def ratio(self) -> float:
@@ -198,18 +216,14 @@ class CovariateMeanStats:
     @classmethod
     def from_arrays(cls, y: np.ndarray, x: np.ndarray) -> CovariateMeanStats:
         """From per-user metric ``y (n,)`` and covariate ``x (n,)``."""
-        n, m, c = _moments_from_arrays(y, x)
-        return cls(n, float(m[0]), float(m[1]), float(c[0, 0]), float(c[1, 1]), float(c[0, 1]))
+        return cls(*_pair_from_arrays(y, x))
 
     @classmethod
     def from_sums(
         cls, n: int, sum_y: float, sum_x: float, sum_y_sq: float, sum_x_sq: float, sum_xy: float
     ) -> CovariateMeanStats:
         """From ``n``, ``Σy``, ``Σx``, ``Σy²``, ``Σx²`` and ``Σxy`` over users."""
-        m, c = _moments_from_sums(
-            n, np.array([sum_y, sum_x]), np.array([[sum_y_sq, sum_xy], [sum_xy, sum_x_sq]])
-        )
-        return cls(int(n), float(m[0]), float(m[1]), float(c[0, 0]), float(c[1, 1]), float(c[0, 1]))
+        return cls(*_pair_from_sums(n, sum_y, sum_x, sum_y_sq, sum_x_sq, sum_xy))
 
     @property
     def metric(self) -> MeanStats:

@@ -14,7 +14,7 @@ import numpy as np
 
 from abtest.stats.distribution import check_alpha, check_alternative, critical_value, interval, p_value
 from abtest.stats.relative import relative_interval
-from abtest.stats.result import TestResult
+from abtest.stats.result import TestResult, join_notes
 from abtest.stats.sufficient import MeanStats
 
 
@@ -80,8 +80,7 @@ def compare_estimates(
         df=df,
         method=relative,
     )
-    if rel.note:
-        note = f"{note}; {rel.note}" if note else rel.note
+    note = join_notes(note, rel.note)
     return TestResult(
         metric=metric,
         control=control,
