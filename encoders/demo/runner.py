@@ -121,11 +121,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, object]:
 
     query = _pick_query(cfg)
     i += 3
-    if choice.kind == "redis":
-        timings["rank"] = run_step(Step(f"a ranker query: {query!r}", "searchsage",
-                                        ["rank", query, "--repo", repo, "--bundle", str(cfg.bundle_dir)]), i, total, env)
-    else:
-        _say(f"\n[{i}/{total}] ranker query skipped: `searchsage rank` reads Redis directly (SQLite in use)")
+    timings["rank"] = run_step(Step(f"a ranker query: {query!r}", "searchsage",
+                                    ["rank", query, "--repo", repo, "--bundle", str(cfg.bundle_dir)]), i, total, env)
 
     i += 1
     logs, results = str(cfg.logs_dir), str(cfg.results_dir)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 import shutil
 import sys
 from datetime import datetime, timedelta, timezone
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from encoders.demo.online_store import use_sqlite
 from encoders.featurestore.sources import append_pins, append_queries
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,10 +41,9 @@ def test_sqlite_online_store_materialises_and_ranks(tmp_path: Path, tiny_onnx_bu
     dim = json.loads((tiny_onnx_bundle / "pin" / "manifest.json").read_text())["dim"]
     repo = tmp_path / "feature_repo"
     shutil.copytree(ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("registry.db", "pin_index.*", "*.parquet"))
-    yaml, n = re.subn(r"online_store:\n(  .*\n)+", "online_store:\n  type: sqlite\n  path: data/online.db\n",
-                      (repo / "feature_store.yaml").read_text())
-    assert n == 1
-    (repo / "feature_store.yaml").write_text(yaml)
+    use_sqlite(repo)  # the demo's fallback rewrite of feature_store.yaml
+    yaml = (repo / "feature_store.yaml").read_text()
+    assert "type: sqlite" in yaml and "SearchSageRedisOnlineStore" not in yaml and "batch_engine:" in yaml
     t0 = datetime.now(timezone.utc) - timedelta(hours=1)
     append_queries(repo, ["Red Chair"], t0)
     pins = {"s1": "red chair wood", "s2": "garden hose green", "s3": "brass lamp"}
