@@ -38,14 +38,19 @@ def resolve_tower_dir(path: str | Path, kind: str | None = None) -> Path:
     )
 
 
-def make_session(model_path: Path, threads: int) -> ort.InferenceSession:
-    """A CPU session: ``threads`` intra-op threads, sequential execution, all graph optimisations."""
+def make_session(model_path: Path, threads: int, spin: bool = False) -> ort.InferenceSession:
+    """A CPU session: ``threads`` intra-op threads, sequential execution, all graph optimisations.
+
+    ``spin=False`` stops idle worker threads from busy-waiting between calls: on shared CPUs (a
+    2-core box running serving, Redis and Feast) spinning threads steal the cores others need.
+    """
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     return ort.InferenceSession(str(model_path), sess_options=so, providers=["CPUExecutionProvider"])
 
 
@@ -67,7 +72,9 @@ class BundleEncoder:
     default ``"query"``). ``variant``: ``"fp32"`` (``model.onnx``) or ``"int8"`` (``model.int8.onnx``).
     ``threads``: onnxruntime intra-op threads. ``batch_size``: rows per onnxruntime call; rows are
     sorted by token length so each batch is padded only to its own longest row.
-    ``expect_dim`` / ``expect_version``: fail with :class:`BundleError` when the bundle does not match.
+    ``expect_dim`` / ``expect_version``: fail with :class:`BundleError` when the bundle does not match
+    (the version is variant-qualified, see :attr:`model_version`). ``spin``: let idle onnxruntime
+    threads busy-wait (lower latency on dedicated cores, harmful on shared ones).
     """
 
     def __init__(
@@ -81,6 +88,7 @@ class BundleEncoder:
         expect_dim: int | None = None,
         expect_version: str | None = None,
         sort_by_length: bool = True,
+        spin: bool = False,
     ):
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -107,7 +115,7 @@ class BundleEncoder:
         self.batch_size = int(batch_size)
         self.sort_by_length = sort_by_length
         self.tokenizer = BundleTokenizer(self.directory / self.manifest.tokenizer, self.manifest.max_length)
-        self.session = make_session(self.directory / fname, self.threads)
+        self.session = make_session(self.directory / fname, self.threads, spin)
         self._output = self.manifest.output_name
         self._inputs = {i.name for i in self.session.get_inputs()}
 
