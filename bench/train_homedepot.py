@@ -86,8 +86,9 @@ def main() -> int:
         rec["wall_s"] = round(time.perf_counter() - t0, 1)
         run = Path(train_args[train_args.index("--out") + 1])
         summary = json.loads((run / "train_summary.json").read_text())
+        loss = summary["final_loss"]
         rec.update(steps=summary["steps"], epochs=summary["epochs"], train_wall_time_s=summary["wall_time_s"],
-                   final_loss=summary["final_loss"], temperature=summary["temperature"])
+                   final_loss=None if loss != loss else loss, temperature=summary["temperature"])
     rec.update(evaluate_run(run, data))
     print(json.dumps(rec))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

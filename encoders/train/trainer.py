@@ -347,7 +347,7 @@ def train(config: TrainConfig) -> TrainResult:
         "config": config.to_dict(), "base_model": base_model, "steps": step, "total_steps": total_steps,
         "batches_per_epoch": per_epoch, "epochs": round(step / per_epoch, 4), "train_pairs": len(pairs),
         "pins": len(pin_ids), "dim": int(pin_emb.shape[1]), "wall_time_s": round(wall, 2),
-        "final_loss": final_loss, "temperature": float(temperature()), "stopped_by": stopped_by,
+        "final_loss": final_loss if history else None, "temperature": float(temperature()), "stopped_by": stopped_by,
         "readout_init": tower.config.readout_init,
     }
     (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
