@@ -17,17 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from encoders.cli.arguments import command_group, positive_int
 from encoders.cli.main import CLIError
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _share(text: str) -> float:
@@ -57,9 +48,7 @@ def _csv(text: str) -> tuple[str, ...]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``abtest`` command group."""
-    ab = subparsers.add_parser("abtest", help="A/B experiments: simulate, aggregate logs, analyse")
-    sub = ab.add_subparsers(dest="abtest_command", metavar="SUBCOMMAND")
-    ab.set_defaults(func=lambda _args: ab.print_help() or 2)
+    sub = command_group(subparsers, "abtest", "A/B experiments: simulate, aggregate logs, analyse")
 
     sim = sub.add_parser(
         "simulate", help="simulate an experiment between two retrieval strategies and write event logs",
@@ -72,8 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="no dataset: random queries/relevance (treatment relevance + --arena-gain)")
     sim.add_argument("--arena-gain", type=float, default=0.0, help="synthetic arena: treatment relevance gain")
     sim.add_argument("--out", required=True, type=Path, help="logs directory to write")
-    sim.add_argument("--users", type=_positive_int, default=10_000, help="users (default 10000)")
-    sim.add_argument("--days", type=_positive_int, default=14, help="experiment days (default 14)")
+    sim.add_argument("--users", type=positive_int, default=10_000, help="users (default 10000)")
+    sim.add_argument("--days", type=positive_int, default=14, help="experiment days (default 14)")
     sim.add_argument("--pre-days", type=int, default=7, help="pre-period days for CUPED (default 7)")
     sim.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sim.add_argument("--effect", type=float, default=0.0,
@@ -89,7 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     enc.add_argument("--treatment-run", type=Path, help="training run dir (tower.pt; needs torch)")
     enc.add_argument("--rankings", type=Path,
                      help="precomputed rankings per arm (parquet: arm, query, pin_ids) with arms control/treatment")
-    sim.add_argument("--k", type=_positive_int, default=20, help="results per query page (default 20)")
+    sim.add_argument("--k", type=positive_int, default=20, help="results per query page (default 20)")
     sim.set_defaults(func=_cmd_simulate)
 
     agg = sub.add_parser(
@@ -131,7 +120,7 @@ def _aggregate_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pre-days", dest="pre_period_days", type=int, default=14,
                    help="pre-period days before the start used for CUPED (default 14)")
     p.add_argument("--memory-limit", default="1GB", help="DuckDB memory limit (default 1GB)")
-    p.add_argument("--threads", type=_positive_int, default=2, help="DuckDB threads (default 2)")
+    p.add_argument("--threads", type=positive_int, default=2, help="DuckDB threads (default 2)")
 
 
 def _agg_config(args: argparse.Namespace):

@@ -12,24 +12,13 @@ import argparse
 import time
 from pathlib import Path
 
+from encoders.cli.arguments import command_group, positive_int
 from encoders.cli.main import CLIError
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` and ``pins`` command groups."""
-    data = subparsers.add_parser("data", help="make, import and validate datasets (pins/engagements/judgments)")
-    data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
-    data.set_defaults(func=lambda _args: data.print_help() or 2)
+    data_sub = command_group(subparsers, "data", "make, import and validate datasets (pins/engagements/judgments)")
 
     synth = data_sub.add_parser(
         "synth", help="generate the deterministic synthetic demo dataset",
@@ -39,9 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--out", required=True, type=Path, help="dataset directory to write")
     synth.add_argument("--preset", choices=["default", "small"], default="default",
                        help="size preset (small: 500 pins, 150 queries, for tests); flags below override it")
-    synth.add_argument("--pins", type=_positive_int, help="number of pins (default 20000)")
-    synth.add_argument("--queries", type=_positive_int, help="number of distinct queries (default 3000)")
-    synth.add_argument("--engagements", type=_positive_int, help="number of engagements (default 20 per query)")
+    synth.add_argument("--pins", type=positive_int, help="number of pins (default 20000)")
+    synth.add_argument("--queries", type=positive_int, help="number of distinct queries (default 3000)")
+    synth.add_argument("--engagements", type=positive_int, help="number of engagements (default 20 per query)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth.set_defaults(func=_cmd_synth)
 
@@ -66,9 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     val.add_argument("dir", type=Path, help="dataset directory")
     val.set_defaults(func=_cmd_validate)
 
-    pins = subparsers.add_parser("pins", help="the frozen pin tower: compute pin embeddings")
-    pins_sub = pins.add_subparsers(dest="pins_command", metavar="SUBCOMMAND")
-    pins.set_defaults(func=lambda _args: pins.print_help() or 2)
+    pins_sub = command_group(subparsers, "pins", "the frozen pin tower: compute pin embeddings")
     emb = pins_sub.add_parser(
         "embed", help="embed pin texts with the base model into pins.parquet:embedding",
         description="Mean-pooled, L2-normalised base-model embeddings of pin texts, written into "
@@ -79,9 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     emb.add_argument("--base-model", default=None,
                      help="local transformers directory (default: the packaged all-MiniLM-L6-v2)")
     emb.add_argument("--force", action="store_true", help="recompute even when cached")
-    emb.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: all cores)")
-    emb.add_argument("--batch-size", type=_positive_int, default=128, help="texts per batch (default 128)")
-    emb.add_argument("--max-length", type=_positive_int, default=64, help="max tokens per title (default 64)")
+    emb.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: all cores)")
+    emb.add_argument("--batch-size", type=positive_int, default=128, help="texts per batch (default 128)")
+    emb.add_argument("--max-length", type=positive_int, default=64, help="max tokens per title (default 64)")
     emb.set_defaults(func=_cmd_embed)
 
 

@@ -1,0 +1,28 @@
+"""Argument types and the command-group pattern shared by every ``searchsage`` sub-command module."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def positive_int(text: str) -> int:
+    """``argparse`` type: an integer >= 1, with a clear message otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def command_group(subparsers: Any, name: str, help: str) -> Any:
+    """Add a command group (``searchsage NAME SUBCOMMAND``) that prints its help when called bare.
+
+    Returns the group's sub-parsers, to which the sub-commands are added.
+    """
+    group = subparsers.add_parser(name, help=help, description=help)
+    sub = group.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
+    group.set_defaults(func=lambda _args: group.print_help() or 2)
+    return sub
