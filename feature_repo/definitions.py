@@ -94,8 +94,16 @@ query_vector = OnDemandFeatureView(
     description="Stored query embedding, or encoded live from query_text when never materialised.",
 )
 
-ranker_features = FeatureService(
-    name="ranker_features",
-    features=[query_vector, pin_embedding[["embedding"]]],
-    description="What a ranker needs: a query vector for any query, and candidate pin embeddings.",
+# Two services, because a ranker asks for one query and many candidate pins (different entity rows), and
+# because both views name their vector `embedding`: in one request without full_feature_names the pin's
+# column would shadow the query's stored embedding inside the ODFV (it would always encode live).
+ranker_query = FeatureService(
+    name="ranker_query",
+    features=[query_vector],
+    description="A query vector for any query: stored when materialised, else encoded live (rows: query, query_text).",
+)
+ranker_pins = FeatureService(
+    name="ranker_pins",
+    features=[pin_embedding],
+    description="Candidate pin embeddings and their model version (rows: pin_id).",
 )

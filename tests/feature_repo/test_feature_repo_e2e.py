@@ -129,6 +129,13 @@ def test_odfv_embeds_unseen_query_live_and_serves_stored_ones(fs_env: dict, stor
         features=["query_vector:query_vector", "query_vector:query_vector_source",
                   "query_vector:query_vector_model_version"], entity_rows=rows).to_dict()
     assert got["query_vector_source"] == ["store", "live"]
+    # the rankers' feature services give the same answer (the query service alone: no `embedding` clash)
+    via_service = store.get_online_features(features=store.get_feature_service("ranker_query"),
+                                            entity_rows=rows).to_dict()
+    assert via_service["query_vector_source"] == ["store", "live"]
+    pins = store.get_online_features(features=store.get_feature_service("ranker_pins"),
+                                     entity_rows=[{"pin_id": "p1"}, {"pin_id": "nope"}]).to_dict()
+    assert len(pins["embedding"][0]) == fs_env["dim"] and pins["embedding"][1] is None
     stored, _ = EmbeddingStore.from_repo(fs_env["repo"], "query_embedding").fetch(["red chair"])
     assert np.asarray(got["query_vector"][0], dtype=np.float32).tobytes() == stored[0].tobytes()
     enc = BundleEncoder(fs_env["bundle"], kind="query")
