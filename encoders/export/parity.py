@@ -84,7 +84,8 @@ def batch_vs_single(tower_dir: Path, variant: str, texts: list[str]) -> dict[str
     """Row cosine between one padded batch of all ``texts`` and one call per text."""
     from encoders.runtime.bundle import BundleEncoder
 
-    enc = BundleEncoder(tower_dir, variant=variant, threads=1, batch_size=len(texts), sort_by_length=False)
+    enc = BundleEncoder(tower_dir, variant=variant, threads=1, batch_size=len(texts), sort_by_length=False,
+                        max_tokens=None)
     batched = enc.encode(texts)
     single = np.concatenate([enc.encode([t]) for t in texts])
     cos = row_cosine(batched, single)

@@ -27,7 +27,7 @@ def _tower_copy(src: Path, dst: Path, activations: str) -> Path:
 
 
 def _batch_vs_single(d: Path) -> np.ndarray:
-    enc = BundleEncoder(d, "int8", batch_size=len(TEXTS), sort_by_length=False)
+    enc = BundleEncoder(d, "int8", batch_size=len(TEXTS), sort_by_length=False, max_tokens=None)
     batched = enc.encode(TEXTS)
     single = np.concatenate([enc.encode([t]) for t in TEXTS])
     return row_cosine(batched, single)

@@ -21,7 +21,7 @@ def test_bench_encoder_quick(tiny_bert_dir: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads((tmp_path / "out" / "encoder.json").read_text())
     assert res["config"]["n"] == 64 and res["config"]["queries"].startswith("homedepot:")
-    assert set(res["engines"]) == {"torch eager", "onnxruntime fp32", "onnxruntime int8"}
+    assert set(res["engines"]) == {"torch eager", "torch eager, runtime batching", "onnxruntime fp32", "onnxruntime int8"}
     for e in res["engines"].values():
         assert set(e["qps"]) == {"1", "8"} and all(v > 0 for v in e["qps"].values())
         assert 0 < e["p50_ms"] <= e["p99_ms"]

@@ -98,3 +98,16 @@ def test_runtime_never_imports_torch(tiny_onnx_bundle: Path) -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "LOADED []" in r.stdout
+
+
+def test_token_cap_splits_calls_without_changing_results(tiny_onnx_bundle: Path) -> None:
+    texts = ["red chair", "oak table lamp with brass hook", "x", "blue tile", "garden hose rack", "", "sink"]
+    capped = BundleEncoder(tiny_onnx_bundle, "int8", batch_size=4, max_tokens=12)
+    rows = capped.tokenizer.encode(capped.prepare(texts))
+    calls = capped._plan(np.argsort([len(r) for r in rows], kind="stable"), rows)
+    assert sorted(int(i) for c in calls for i in c) == list(range(len(texts)))
+    for c in calls:
+        assert len(c) <= 4 and (len(c) == 1 or len(c) * max(len(rows[i]) for i in c) <= 12)
+    assert len(calls) > 2
+    whole = BundleEncoder(tiny_onnx_bundle, "int8", batch_size=64, max_tokens=None)
+    np.testing.assert_allclose(capped.encode(texts), whole.encode(texts), atol=1e-6)
