@@ -77,6 +77,12 @@ def load_run_tower(run_dir: str | Path, base_model: str | Path | None = None) ->
     return tower.eval()
 
 
+def model_label(base_model: str | Path) -> str:
+    """A readable name for a local model directory: its name, or its parent's for generic names."""
+    p = Path(base_model)
+    return p.parent.name if p.name in ("model", "models", "hf", "transformers") and p.parent.name else p.name
+
+
 def recommend_variants(report: ParityReport, invariance: float = 0.9999) -> dict[str, str]:
     """Which variant to use where (see docs/onnx.md). Writers and readers of one store must agree.
 
@@ -117,7 +123,7 @@ def export_tower(
         raise FileNotFoundError(f"the tokenizer of {cfg.base_model} could not be saved as tokenizer.json (slow tokenizer?)")
     manifest = build_manifest(
         kind, d, dim=tower.out_dim, max_length=int(cfg.max_length), pooling=cfg.pooling,
-        normalize=bool(cfg.normalize), base_model=Path(cfg.base_model).name, opset=options.opset,
+        normalize=bool(cfg.normalize), base_model=model_label(cfg.base_model), opset=options.opset,
         source={**(source or {}), "fused": options.fuse, "quantize": asdict(options.quantize)},
     )
     manifest.write(d)
