@@ -209,10 +209,9 @@ def train(config: TrainConfig) -> TrainResult:
         raise TrainDataError(f"run directory {run_dir} already holds a finished run; pass --resume or a new --out")
     if config.resume and not ckpt_path.exists():
         raise TrainDataError(f"--resume given but {ckpt_path} does not exist")
-    run_dir.mkdir(parents=True, exist_ok=True)
     base_model = str(resolve_base_model(config.base_model))
-
     pin_ids, pin_texts, pin_emb, engagements, judgments = load_training_data(config.data)
+    run_dir.mkdir(parents=True, exist_ok=True)
     pin_index = {p: i for i, p in enumerate(pin_ids)}
     pairs = training_pairs(engagements, pin_index, judgments, config.extra_positive_grade, config.extra_positive_weight)
     sampler = PairSampler(pairs, config.batch_size, config.seed, config.max_per_pin, config.task_weights)
