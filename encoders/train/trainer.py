@@ -318,12 +318,12 @@ def train(config: TrainConfig) -> TrainResult:
             step += 1
             window_loss, window_acc, window_n = window_loss + float(out.loss.detach()), window_acc + out.accuracy, window_n + 1
             bar.update(1)
-            bar.set_postfix(loss=f"{float(out.loss.detach()):.3f}", tau=f"{float(temperature()):.3f}")
+            bar.set_postfix(loss=f"{float(out.loss.detach()):.3f}", tau=f"{float(temperature().detach()):.3f}")
             if step % config.log_every == 0 or step == total_steps:
                 rec = {
                     "step": step, "epoch": round(step / per_epoch, 4), "loss": window_loss / window_n,
                     "accuracy": window_acc / window_n, "lr": scheduler.get_last_lr()[0],
-                    "readout_lr": scheduler.get_last_lr()[2], "temperature": float(temperature()),
+                    "readout_lr": scheduler.get_last_lr()[2], "temperature": float(temperature().detach()),
                     "elapsed_s": round(elapsed_before + time.perf_counter() - t_start, 3),
                 }
                 log_file.write(json.dumps(rec) + "\n")
@@ -346,11 +346,11 @@ def train(config: TrainConfig) -> TrainResult:
         "config": config.to_dict(), "base_model": base_model, "steps": step, "total_steps": total_steps,
         "batches_per_epoch": per_epoch, "epochs": round(step / per_epoch, 4), "train_pairs": len(pairs),
         "pins": len(pin_ids), "dim": int(pin_emb.shape[1]), "wall_time_s": round(wall, 2),
-        "final_loss": final_loss if history else None, "temperature": float(temperature()), "stopped_by": stopped_by,
+        "final_loss": final_loss if history else None, "temperature": float(temperature().detach()), "stopped_by": stopped_by,
         "readout_init": tower.config.readout_init,
     }
     (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return TrainResult(
         run_dir=run_dir, steps=step, epochs=step / per_epoch, wall_time_s=wall, final_loss=final_loss,
-        stopped_by=stopped_by, temperature=float(temperature()), history=history,
+        stopped_by=stopped_by, temperature=float(temperature().detach()), history=history,
     )
