@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     p.add_argument("--variant", choices=("auto", "fp32", "int8"), default="auto",
-                   help="ONNX variant (default auto: the bundle manifest's recommended live variant, else fp32)")
+                   help="ONNX variant (default auto: $SEARCHSAGE_BUNDLE_VARIANT, else fp32 — the variant Feast "
+                   "materialisation uses, so stored and served vectors agree)")
     p.add_argument("--max-batch", type=int, default=256, help="most queries per encoder call (default 256)")
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="flush a batch after this wait (default 5 ms)")
     p.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads (default 2)")

@@ -16,7 +16,7 @@ class ServeConfig:
 
     Attributes:
         bundle: bundle directory (``query/`` inside it is used when present) or a ``query/`` dir.
-        variant: ``auto`` (the bundle's recommended live variant, fp32 when it names none), ``fp32`` or ``int8``.
+        variant: ``auto`` (``$SEARCHSAGE_BUNDLE_VARIANT``, else fp32: the variant Feast materialisation uses), ``fp32`` or ``int8``.
         redis: ``host:port[,password=...]`` of the online store, or ``None``.
         repo: Feast repository whose ``feature_store.yaml`` names the Redis online store.
         max_batch: most queries per encoder call.

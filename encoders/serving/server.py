@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +14,21 @@ from encoders.serving.validation import RequestLimits
 
 
 def resolve_variant(config: ServeConfig) -> tuple[str, dict[str, str]]:
-    """The variant to serve (``auto``: the bundle's recommended live variant, else fp32) and the
-    manifest's ``recommended_variant`` map."""
+    """The variant to serve and the manifest's ``recommended_variant`` map.
+
+    ``auto`` serves what Feast materialisation and the live ODFV use —
+    ``$SEARCHSAGE_BUNDLE_VARIANT``, default fp32 (:mod:`encoders.featurestore.udfs`) — so that a
+    stored and a served embedding of the same query come from the same graph. Set that variable to
+    ``int8`` for the whole deployment to use the faster, batch-invariant int8 everywhere."""
     from encoders.runtime import BundleManifest, resolve_tower_dir
 
     manifest = BundleManifest.read(resolve_tower_dir(config.bundle, _kind(config)))
     recommended = dict(getattr(manifest, "recommended_variant", None) or {})
     if config.variant != "auto":
         return config.variant, recommended
-    return recommended.get("live", "fp32"), recommended
+    from encoders.featurestore.udfs import VARIANT_ENV
+
+    return os.environ.get(VARIANT_ENV, "fp32"), recommended
 
 
 def _kind(config: ServeConfig) -> str | None:
