@@ -6,7 +6,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard.loaders import DashboardDataError, ExperimentStatus, list_experiments
+from dashboard.loaders import (
+    DashboardDataError,
+    Experiment,
+    ExperimentStatus,
+    list_experiments,
+    load_experiment,
+)
 from dashboard.settings import DashboardSettings
 
 EXPERIMENT_KEY = "experiment"
@@ -62,3 +68,15 @@ def show_chart(chart: object, stretch: bool = True) -> None:
     faceted = "facet" in spec or "column" in (spec.get("encoding") or {})
     kw = {"height": int(h) + 70} if isinstance(h, int | float) and not faceted else {}
     st.altair_chart(chart, width="stretch" if stretch else "content", **kw)
+
+
+def picked_experiment(label: str = "Experiment") -> Experiment | None:
+    """:func:`pick_experiment`, then load it; a load error is shown on the page and gives ``None``."""
+    name = pick_experiment(label)
+    if name is None:
+        return None
+    try:
+        return load_experiment(settings().results, name)
+    except DashboardDataError as exc:
+        st.error(f"Cannot show {name}: {exc}")
+        return None

@@ -6,9 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.loaders import DashboardDataError, Experiment, load_experiment, load_users
+from dashboard.loaders import DashboardDataError, Experiment, load_users
 from dashboard.tables import metric_table, style_metric_table
-from dashboard.views.common import fmt_pct, pick_experiment, settings, show_chart
+from dashboard.views.common import fmt_pct, picked_experiment, show_chart
 
 SRM_BLOCKED = "Sample ratio mismatch — verdict blocked"
 
@@ -142,13 +142,8 @@ def power_tab(exp: Experiment) -> None:
 
 def render() -> None:
     st.title("Experiment detail")
-    name = pick_experiment()
-    if name is None:
-        return
-    try:
-        exp = load_experiment(settings().results, name)
-    except DashboardDataError as exc:
-        st.error(f"Cannot show {name}: {exc}")
+    exp = picked_experiment()
+    if exp is None:
         return
     days = exp.summary.get("running_days")
     c = st.columns(2 + len(exp.summary["users_per_arm"]))

@@ -8,9 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.loaders import DashboardDataError, load_experiment, load_pins
+from dashboard.loaders import DashboardDataError, load_pins
 from dashboard.tables import relevance_swings, side_by_side
-from dashboard.views.common import pick_experiment, settings, show_chart
+from dashboard.views.common import picked_experiment, settings, show_chart
 
 
 @st.cache_data(show_spinner=False)
@@ -49,13 +49,8 @@ def _optional_lookups(source: str | None) -> tuple[dict[str, str] | None, dict[s
 
 def render() -> None:
     st.title("Relevance")
-    name = pick_experiment()
-    if name is None:
-        return
-    try:
-        exp = load_experiment(settings().results, name)
-    except DashboardDataError as exc:
-        st.error(f"Cannot show {name}: {exc}")
+    exp = picked_experiment()
+    if exp is None:
         return
     if exp.relevance is None or exp.relevance_per_query is None:
         st.warning("No relevance results for this experiment. " + " ".join(n for n in exp.notes if "relevance" in n))

@@ -4,11 +4,9 @@ Local Ray, one CPU, no dashboard; a handful of rows so it stays bounded."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -29,19 +27,10 @@ RAY_ENGINE = """batch_engine:
 """
 
 
-def _load_definitions(repo: Path) -> list:
-    from feast import BatchFeatureView, Entity, FeatureService, FileSource, OnDemandFeatureView, RequestSource
-
-    spec = importlib.util.spec_from_file_location("ss_ray_definitions", repo / "definitions.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    kinds = (BatchFeatureView, Entity, FeatureService, FileSource, OnDemandFeatureView, RequestSource)
-    return [v for v in vars(mod).values() if isinstance(v, kinds)]
 
 
 @pytest.mark.slow
-def test_ray_engine_materialises_with_the_bundle(tmp_path: Path, tiny_onnx_bundle: Path, redis_server,
+def test_ray_engine_materialises_with_the_bundle(feast_objects, tmp_path: Path, tiny_onnx_bundle: Path, redis_server,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("ray")
     import ray
@@ -67,7 +56,7 @@ def test_ray_engine_materialises_with_the_bundle(tmp_path: Path, tiny_onnx_bundl
     raw.flushdb()
     store = FeatureStore(repo_path=str(repo))
     assert type(store.config.batch_engine).__name__ == "RayComputeEngineConfig"
-    store.apply(_load_definitions(repo))
+    store.apply(feast_objects(repo, "ss_ray_definitions"))
     try:
         store.materialize(start_date=t0 - timedelta(minutes=1), end_date=datetime.now(timezone.utc))
     finally:

@@ -3,10 +3,8 @@ stock branch, and ``rank`` reads pin embeddings through stock ``get_online_featu
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,19 +17,10 @@ from encoders.featurestore.sources import append_pins, append_queries
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _objects(repo: Path) -> list:
-    from feast import BatchFeatureView, Entity, FeatureService, FileSource, OnDemandFeatureView, RequestSource
-
-    spec = importlib.util.spec_from_file_location("ss_sqlite_definitions", repo / "definitions.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    kinds = (BatchFeatureView, Entity, FeatureService, FileSource, OnDemandFeatureView, RequestSource)
-    return [v for v in vars(mod).values() if isinstance(v, kinds)]
 
 
 @pytest.mark.slow
-def test_sqlite_online_store_materialises_and_ranks(tmp_path: Path, tiny_onnx_bundle: Path,
+def test_sqlite_online_store_materialises_and_ranks(feast_objects, tmp_path: Path, tiny_onnx_bundle: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from feast import FeatureStore
 
@@ -51,7 +40,7 @@ def test_sqlite_online_store_materialises_and_ranks(tmp_path: Path, tiny_onnx_bu
     monkeypatch.setenv("SEARCHSAGE_BUNDLE", str(tiny_onnx_bundle))
     monkeypatch.setenv("SEARCHSAGE_EMBEDDING_DIM", str(dim))
     store = FeatureStore(repo_path=str(repo))
-    store.apply(_objects(repo))
+    store.apply(feast_objects(repo, "ss_sqlite_definitions"))
     store.materialize(start_date=t0 - timedelta(minutes=1), end_date=datetime.now(timezone.utc))
     reader = embedding_reader(store, "pin_embedding", dim)
     assert isinstance(reader, StockEmbeddingReader)
