@@ -28,19 +28,13 @@ QueryEncoder = Callable[[list[str]], np.ndarray]
 
 
 def bm25_rankings(pin_ids: Sequence[str], pin_texts: Sequence[str], queries: Sequence[str], k: int = 20) -> Rankings:
-    """Top-``k`` pins per query by BM25 over ``pin_texts`` (English stopwords, lower-cased)."""
-    import bm25s
+    """Top-``k`` pins per query by BM25 over ``pin_texts`` — the evaluation baseline's index
+    (:class:`encoders.eval.baselines.BM25Retriever`: lower-cased, English stopwords)."""
+    from encoders.eval.baselines import BM25Retriever
 
-    retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize(list(pin_texts), show_progress=False), show_progress=False)
-    k = min(k, len(pin_ids))
-    tokens = bm25s.tokenize(list(queries), show_progress=False)
-    docs, scores = retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)
+    rows, _ = BM25Retriever(pin_texts).search(queries, k)
     ids = np.asarray(pin_ids, dtype=object)
-    out: Rankings = {}
-    for q, row, sc in zip(queries, docs, scores, strict=True):
-        out[q] = [str(p) for p in ids[row[sc > 0]]]  # zero score = no term matched: not retrieved
-    return out
+    return {q: [str(p) for p in ids[row[row >= 0]]] for q, row in zip(queries, rows, strict=True)}  # -1: no match
 
 
 def embedding_rankings(

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +28,7 @@ class BM25Retriever:
     def __init__(self, texts: Sequence[str], k1: float = 1.5, b: float = 0.75, progress: bool = False):
         import bm25s
 
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its own logger to DEBUG
         if len(texts) == 0:
             raise ValueError("BM25 needs at least one document")
         self._bm25s = bm25s

@@ -60,15 +60,11 @@ class HardNegatives:
 
 
 def bm25_rankings(queries: Sequence[str], pin_texts: Sequence[str], k: int, threads: int = 2) -> np.ndarray:
-    """Top-``k`` pin indices per query by BM25 (bm25s, English stopwords) → ``(Q, k)`` int64."""
-    import bm25s
+    """Top-``k`` pin indices per query by BM25 (:class:`encoders.eval.baselines.BM25Retriever`, the same
+    index as the evaluation baseline) → ``(Q, k)`` int64; ``-1`` where no query term matched."""
+    from encoders.eval.baselines import BM25Retriever
 
-    retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize(list(pin_texts), stopwords="en", show_progress=False), show_progress=False)
-    k = min(k, len(pin_texts))
-    tokens = bm25s.tokenize(list(queries), stopwords="en", show_progress=False)
-    docs, _ = retriever.retrieve(tokens, k=k, show_progress=False, n_threads=threads)
-    return np.asarray(docs, dtype=np.int64)
+    return BM25Retriever(pin_texts).search(queries, k)[0]
 
 
 def dense_rankings(query_emb: np.ndarray, pin_emb: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
@@ -107,7 +103,7 @@ def select_candidates(
         keep: dict[int, None] = {}
         for r in rankings:
             for p in r[qi, lo:hi].tolist():
-                if p not in bad:
+                if p >= 0 and p not in bad:  # -1: no match at that rank
                     keep[p] = None
         out[q] = np.fromiter(keep, dtype=np.int64, count=len(keep))
     return HardNegatives(out)
