@@ -52,7 +52,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except (DemoStepFailed, RedisUnavailable) as exc:
         raise CLIError(str(exc)) from None
     if args.dashboard:
+        import os
+
         cmd = [sys.executable, "-m", "encoders.cli.main", "dashboard", "--results", str(summary["results"]),
-               "--bundle", str(summary["bundle"]), "--repo", str(summary["feature_repo"])]
-        return subprocess.call(cmd)
+               "--bundle", str(summary["bundle"]), "--repo", str(summary["feature_repo"]),
+               "--pins", str(Path(str(summary["dataset"])) / "pins.parquet")]
+        env = dict(os.environ)
+        if summary.get("redis"):
+            env["SEARCHSAGE_REDIS"] = str(summary["redis"])
+        return subprocess.call(cmd, env=env)
     return 0

@@ -145,8 +145,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, object]:
         "online_store": choice.kind, "redis": choice.connection_string, "rank_query": query,
         "seconds": round(elapsed, 1), "step_seconds": {k: round(v, 1) for k, v in timings.items()},
     }
+    redis_env = f"SEARCHSAGE_REDIS={choice.connection_string} " if choice.connection_string else ""
+    dash = (f"{redis_env}searchsage dashboard --results {results} --bundle {cfg.bundle_dir} --repo {repo} "
+            f"--pins {cfg.dataset_dir / 'pins.parquet'}")
+    summary["dashboard_command"] = dash
     (cfg.workdir / "summary.json").write_text(json.dumps(summary, indent=2))
-    dash = f"searchsage dashboard --results {results} --bundle {cfg.bundle_dir} --repo {repo}"
-    _say(f"\nDemo finished in {elapsed / 60:.1f} min. Open the dashboard with:\n  {dash}\n"
-         f"(with SEARCHSAGE_REDIS={choice.connection_string or ''} for the online-store lookups)")
+    _say(f"\nDemo finished in {elapsed / 60:.1f} min. Open the dashboard with:\n  {dash}")
     return summary
