@@ -18,7 +18,7 @@ def _pct(x: float) -> str:
     return f"{100 * x:+.2f}%"
 
 
-def _num(x: float, digits: int = 4) -> str:
+def fmt_num(x: float, digits: int = 4) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     if math.isinf(x):
@@ -51,14 +51,14 @@ def metric_table(rows: pd.DataFrame) -> pd.DataFrame:
         "metric": rows["metric"].to_numpy(),
         "role": rows["role"].to_numpy(),
         "arm": rows["treatment"].to_numpy(),
-        "control": [_num(x) for x in rows["control_value"]],
-        "treatment": [_num(x) for x in rows["treatment_value"]],
-        "Δ abs [95% CI]": [f"{_num(d, 3)} [{_num(lo, 3)}, {_num(hi, 3)}]" for d, lo, hi in
+        "control": [fmt_num(x) for x in rows["control_value"]],
+        "treatment": [fmt_num(x) for x in rows["treatment_value"]],
+        "Δ abs [95% CI]": [f"{fmt_num(d, 3)} [{fmt_num(lo, 3)}, {fmt_num(hi, 3)}]" for d, lo, hi in
                            zip(rows["abs_delta"], rows["abs_ci_low"], rows["abs_ci_high"], strict=True)],
         "Δ rel [95% CI]": [f"{_pct(d)} [{_pct(lo)}, {_pct(hi)}]" for d, lo, hi in
                            zip(rows["rel_delta"], rows["rel_ci_low"], rows["rel_ci_high"], strict=True)],
-        "p": [_num(x) for x in rows["p_value"]],
-        "p adj": [_num(x) for x in rows["p_value_adjusted"]],
+        "p": [fmt_num(x) for x in rows["p_value"]],
+        "p adj": [fmt_num(x) for x in rows["p_value_adjusted"]],
         "verdict": [direction(r) for _, r in rows.iterrows()],
     })
     if "segment" in rows.columns and (rows["segment"] != "all").any():

@@ -9,7 +9,7 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.loaders import DashboardDataError, load_pins
-from dashboard.tables import relevance_swings, side_by_side
+from dashboard.tables import fmt_num, relevance_swings, side_by_side
 from dashboard.views.common import picked_experiment, settings, show_chart
 
 
@@ -72,7 +72,7 @@ def render() -> None:
         st.dataframe(pd.DataFrame([{
             "metric": c["metric"], "arm": c["treatment"], "control": c["control_value"], "treatment": c["treatment_value"],
             "Δ [95% CI]": f"{c['abs_delta']:+.3f} [{c['abs_ci'][0]:+.3f}, {c['abs_ci'][1]:+.3f}]",
-            "p": c["p_value"], "significant": bool(c.get("significant")), "queries": c.get("n_control")}
+            "p": fmt_num(c["p_value"]), "significant": bool(c.get("significant")), "queries": c.get("n_control")}
             for c in comps]), hide_index=True, width="stretch")
         show_chart(charts.paired_diff_chart(comps))
     control = exp.control
