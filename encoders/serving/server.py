@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from encoders.serving.app import create_app
@@ -42,31 +41,13 @@ def load_encoder(config: ServeConfig, variant: str | None = None) -> Encoder:
     from encoders.runtime import BundleEncoder
 
     variant = variant or resolve_variant(config)[0]
-    enc = BundleEncoder(
+    # spin=False (unless --ort-spin): idle onnxruntime threads sleep instead of burning the cores
+    # the event loop needs between batches.
+    return BundleEncoder(
         config.bundle, variant=variant, threads=config.threads,
-        batch_size=max(config.max_batch, 1), kind=_kind(config),
+        batch_size=max(config.max_batch, 1), kind=_kind(config), spin=config.ort_spin,
     )
-    if not config.ort_spin:
-        enc.session = quiet_session(enc.directory / enc.manifest.files[variant], config.threads)
-    return enc
 
-
-def quiet_session(model_path: Path, threads: int) -> Any:
-    """The same model in a session whose idle intra-op threads sleep instead of spinning.
-
-    onnxruntime's workers spin after each run by default; in a server they would burn the cores
-    the event loop needs between batches.
-    """
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = int(threads)
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(model_path), sess_options=so, providers=["CPUExecutionProvider"])
 
 
 def open_store(config: ServeConfig, dim: int) -> EmbeddingStore | None:

@@ -77,3 +77,13 @@ def raw_get(port: int, path: str) -> tuple[int, bytes]:
             return await c.request("GET", path)
 
     return asyncio.run(go())
+
+
+def wait_until(predicate: Any, timeout_s: float = 5.0) -> bool:
+    """Poll ``predicate()`` every 50 ms until it is true (→ True) or ``timeout_s`` passes (→ False)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False

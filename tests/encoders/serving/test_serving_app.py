@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -113,11 +112,3 @@ def test_serve_cli_help_and_bad_bundle(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["serve", "--bundle", str(tmp_path), "--max-batch", "0"]) == 2
     assert "max_batch" in capsys.readouterr().err
 
-
-def wait_for(predicate, timeout_s: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False

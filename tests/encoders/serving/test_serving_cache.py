@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import redis
-from serving_helpers import call, running
+from serving_helpers import call, running, wait_until
 
 from encoders.featurestore.embeddings import EmbeddingStore
 from encoders.featurestore.redis_server import LocalRedis
@@ -15,15 +15,6 @@ from encoders.runtime import BundleEncoder, BundleManifest, resolve_tower_dir
 from encoders.serving.config import ServeConfig
 from encoders.serving.server import build_app
 from encoders.serving.store import QUERY_JOIN_KEY, QUERY_VIEW, make_query_store, redis_client
-
-
-def wait_until(predicate, timeout_s: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def feature_store_reader(conn: str, dim: int, project: str = "searchsage") -> EmbeddingStore:
