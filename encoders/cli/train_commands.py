@@ -64,6 +64,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--extra-positive-grade", type=float, default=None,
                    help="also train on judged pairs with grade >= this (weighted by --extra-positive-weight)")
     p.add_argument("--extra-positive-weight", type=float, default=0.5)
+    p.add_argument("--pseudo-queries", type=int, default=0,
+                   help="query augmentation: this many extra rows per step, each a query-like cut of a "
+                   "random pin's own text (default 0 = off)")
+    p.add_argument("--pseudo-query-weight", type=float, default=0.5, help="loss weight of a pseudo-query row")
     p.add_argument("--max-minutes", type=float, default=None, help="time budget; stops cleanly when spent")
     p.add_argument("--max-steps", type=int, default=None, help="step budget")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
@@ -93,7 +97,8 @@ def run_train(args: argparse.Namespace) -> int:
         hard_negative_window=args.hard_negative_window,
         hard_negative_cache=args.hard_negative_cache, random_negatives=args.random_negatives,
         queue_size=args.queue_size, extra_positive_grade=args.extra_positive_grade,
-        extra_positive_weight=args.extra_positive_weight, max_minutes=args.max_minutes, max_steps=args.max_steps,
+        extra_positive_weight=args.extra_positive_weight, pseudo_queries=args.pseudo_queries,
+        pseudo_query_weight=args.pseudo_query_weight, max_minutes=args.max_minutes, max_steps=args.max_steps,
         threads=args.threads, seed=args.seed, resume=args.resume, progress=not args.no_progress,
     )
     try:

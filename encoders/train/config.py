@@ -22,6 +22,9 @@ class TrainConfig:
     * ``random_negatives`` uniform random pins (``-1`` = the whole catalogue: a full softmax, cheap
       because pin embeddings are frozen);
     * ``queue_size`` most recent batch positives (a popularity-weighted negative cache).
+
+    ``pseudo_queries`` extra rows per step are query-like cuts of random pins' own texts
+    (:mod:`encoders.train.pseudo_queries`), weighted ``pseudo_query_weight`` in the loss.
     """
 
     data: str
@@ -53,6 +56,8 @@ class TrainConfig:
     mask_known_positives: bool = True
     extra_positive_grade: float | None = None
     extra_positive_weight: float = 0.5
+    pseudo_queries: int = 0
+    pseudo_query_weight: float = 0.5
     max_minutes: float | None = None
     max_steps: int | None = None
     schedule_steps: int | None = None

@@ -37,7 +37,8 @@ from encoders.train.negatives import (
     dense_rankings,
     select_candidates,
 )
-from encoders.train.sampler import PairSampler, TrainingPairs, training_pairs
+from encoders.train.pseudo_queries import PseudoQueries
+from encoders.train.sampler import Batch, PairSampler, TrainingPairs, training_pairs
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -194,6 +195,34 @@ class _Negatives:
         self.queue = np.asarray(state["queue"], dtype=np.int64)
 
 
+class _Augmenter:
+    """Appends ``config.pseudo_queries`` pseudo-query rows (weight ``pseudo_query_weight``) to a batch."""
+
+    def __init__(self, config: TrainConfig, pin_texts: list[str], pairs: TrainingPairs, seed: int):
+        self.n, self.weight = config.pseudo_queries, config.pseudo_query_weight
+        self.rng = np.random.default_rng([seed, 2])
+        self.source = None
+        if self.n > 0:
+            lengths = [len(q.split()) for q in pairs.queries.tolist()]
+            self.source = PseudoQueries(pin_texts, lengths)
+
+    def extend(self, batch: Batch) -> Batch:
+        if self.source is None:
+            return batch
+        queries, pins = self.source.draw(self.n, self.rng)
+        return Batch(
+            queries=batch.queries + queries, pin_idx=np.concatenate([batch.pin_idx, pins]),
+            weights=np.concatenate([batch.weights, np.full(len(pins), self.weight, dtype=np.float32)]),
+            tasks=batch.tasks + ["pseudo"] * len(pins),
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Run (or resume) one training run; see the module docstring for the outputs."""
     from tqdm.auto import tqdm
@@ -227,6 +256,7 @@ def train(config: TrainConfig) -> TrainResult:
     if config.hard_negatives > 0:
         hard = mine_hard_negatives(config, tower, tokenizer, pairs, pin_texts, pin_emb, judged, run_dir)
     negatives = _Negatives(config, len(pin_ids), hard, config.seed)
+    augmenter = _Augmenter(config, pin_texts, pairs, config.seed)
     all_ids = torch.arange(len(pin_ids))
 
     readout = list(tower.readout.parameters())
@@ -263,6 +293,8 @@ def train(config: TrainConfig) -> TrainResult:
         scheduler.load_state_dict(state["scheduler"])
         sampler.load_state_dict(state["sampler"])
         negatives.load_state_dict(state["negatives"])
+        if "augmenter" in state:
+            augmenter.load_state_dict(state["augmenter"])
         torch.set_rng_state(state["torch_rng"])
         step, elapsed_before = int(state["step"]), float(state.get("elapsed_s", 0.0))
 
@@ -271,6 +303,7 @@ def train(config: TrainConfig) -> TrainResult:
             "model": tower.state_dict(), "temperature": temperature.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "sampler": sampler.state_dict(), "negatives": negatives.state_dict(),
+            "augmenter": augmenter.state_dict(),
             "torch_rng": torch.get_rng_state(), "step": step, "config": config.to_dict(),
             "elapsed_s": elapsed_before + time.perf_counter() - t_start,
         }
@@ -291,7 +324,7 @@ def train(config: TrainConfig) -> TrainResult:
             if deadline is not None and time.perf_counter() >= deadline:
                 stopped_by = "max_minutes"
                 break
-            batch = next(batches)
+            batch = augmenter.extend(next(batches))
             tok = tokenizer(batch.queries, padding=True, truncation=True, max_length=config.max_length,
                             return_tensors="pt")
             q = tower(tok["input_ids"], tok["attention_mask"])

@@ -74,7 +74,7 @@ def test_loss_falls_and_run_directory_is_complete(tmp_path: Path, tiny_bert_dir:
 
 def test_resume_continues_exactly_at_the_saved_step(tmp_path: Path, tiny_bert_dir: Path) -> None:
     data = _dataset(tmp_path / "data", dim=32)
-    kw = dict(schedule_steps=8, learn_temperature=True, random_negatives=-1, queue_size=8)
+    kw = dict(schedule_steps=8, learn_temperature=True, random_negatives=-1, queue_size=8, pseudo_queries=4)
     full = train(_config(data, tmp_path / "full", tiny_bert_dir, max_steps=8, **kw))
     half = train(_config(data, tmp_path / "half", tiny_bert_dir, max_steps=4, **kw))
     assert half.steps == 4

@@ -1,0 +1,112 @@
+"""Pseudo-queries cut from pin titles: query augmentation that covers the whole catalogue.
+
+Engagements cover few pins (on Home Depot, 75% of the eval queries' engaged pins never appear in a
+training engagement), so the tower sees little of the pin space. A pseudo-query is a short,
+query-like cut of one pin's own text, trained as a (query, pin) pair against that pin's frozen
+embedding:
+
+* its length is drawn from the lengths (in words) of the real training queries;
+* with probability ``head_share`` it is the *last* words of the title's head (the title up to the
+  first `` in `` / `` with `` / ``(`` / ``,`` — on retail titles the product type, e.g.
+  ``"shower only faucet"`` from ``"Delta Vero 1-Handle Shower Only Faucet Trim Kit in Chrome"``);
+  otherwise an order-preserving random subset of the title's content words;
+* with probability ``typo_rate`` one word of four or more letters gets a typo (a deleted, doubled or
+  swapped letter) — real queries are misspelt;
+* it is normalised with :func:`encoders.normalize.normalize_query`, like every query.
+
+Generation is pure and deterministic in the generator passed in, so a checkpoint that stores the
+generator state resumes exactly.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from encoders.normalize import normalize_query
+
+_WORD = re.compile(r"[a-z0-9][a-z0-9'\-]*[a-z0-9]|[a-z]")
+_HEAD_END = re.compile(r"\s(?:in|with|for)\s|\(|,")
+_STOP = frozenset(
+    "a an and or the of in on with for to by from at as is x ft in. ft. cu lb oz pack pk no not only"
+    .split()
+)
+
+
+def title_words(text: str) -> tuple[list[str], list[str]]:
+    """``(head_words, content_words)`` of one pin text: the words of the head (before the first
+    `` in ``/`` with ``/``(``/``,``) and all content words; numbers and stopwords are dropped from both."""
+    t = html.unescape(text).lower()
+    m = _HEAD_END.search(t)
+    head = t[: m.start()] if m else t
+
+    def words(s: str) -> list[str]:
+        return [w for w in _WORD.findall(s) if w not in _STOP and not w[0].isdigit()]
+
+    return words(head), words(t)
+
+
+def add_typo(word: str, rng: np.random.Generator) -> str:
+    """One deleted, doubled or swapped letter inside ``word`` (first letter kept); short words unchanged."""
+    if len(word) < 4:
+        return word
+    i = int(rng.integers(1, len(word) - 1))
+    kind = int(rng.integers(3))
+    if kind == 0:
+        return word[:i] + word[i + 1 :]
+    if kind == 1:
+        return word[: i + 1] + word[i:]
+    return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+
+
+@dataclass
+class PseudoQueryConfig:
+    """``head_share``: share of pseudo-queries cut from the end of the title head; ``typo_rate``: share
+    with one typo; ``max_words``: cap on the drawn length."""
+
+    head_share: float = 0.5
+    typo_rate: float = 0.1
+    max_words: int = 6
+
+
+class PseudoQueries:
+    """Draws (pseudo-query, pin index) pairs from ``pin_texts``.
+
+    ``query_lengths``: word counts of real training queries (the length distribution to imitate).
+    Pins whose text has no content word are never drawn.
+    """
+
+    def __init__(
+        self, pin_texts: Sequence[str], query_lengths: Sequence[int], config: PseudoQueryConfig | None = None
+    ):
+        self.config = config or PseudoQueryConfig()
+        self._words = [title_words(t) for t in pin_texts]
+        self._usable = np.flatnonzero([len(c) > 0 for _, c in self._words]).astype(np.int64)
+        if len(self._usable) == 0:
+            raise ValueError("no pin text has a content word to cut pseudo-queries from")
+        lengths = np.clip(np.asarray(query_lengths, dtype=np.int64), 1, self.config.max_words)
+        self._lengths = lengths if len(lengths) else np.array([2, 3], dtype=np.int64)
+
+    def query_for(self, pin: int, rng: np.random.Generator) -> str:
+        """One pseudo-query for pin row ``pin``."""
+        head, content = self._words[pin]
+        n = int(self._lengths[rng.integers(len(self._lengths))])
+        if head and rng.random() < self.config.head_share:
+            words = head[-min(n, len(head)) :]
+        else:
+            n = min(n, len(content))
+            keep = np.sort(rng.choice(len(content), size=n, replace=False))
+            words = [content[i] for i in keep]
+        if rng.random() < self.config.typo_rate:
+            j = int(rng.integers(len(words)))
+            words = [*words[:j], add_typo(words[j], rng), *words[j + 1 :]]
+        return normalize_query(" ".join(words))
+
+    def draw(self, n: int, rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
+        """``n`` pairs of distinct random pins: ``(queries, pin_idx (n,) int64)``."""
+        pins = rng.choice(self._usable, size=min(n, len(self._usable)), replace=False)
+        return [self.query_for(int(p), rng) for p in pins], pins.astype(np.int64)
