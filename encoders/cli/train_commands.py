@@ -64,6 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--extra-positive-grade", type=float, default=None,
                    help="also train on judged pairs with grade >= this (weighted by --extra-positive-weight)")
     p.add_argument("--extra-positive-weight", type=float, default=0.5)
+    p.add_argument("--mask-similar-pins", type=float, default=None, metavar="COSINE",
+                   help="mask negatives whose pin has cosine > COSINE with the row's positive pin "
+                   "(near-duplicate products; default off)")
     p.add_argument("--pseudo-queries", type=int, default=0,
                    help="query augmentation: this many extra rows per step, each a query-like cut of a "
                    "random pin's own text (default 0 = off)")
@@ -98,6 +101,7 @@ def run_train(args: argparse.Namespace) -> int:
         hard_negative_cache=args.hard_negative_cache, random_negatives=args.random_negatives,
         queue_size=args.queue_size, extra_positive_grade=args.extra_positive_grade,
         extra_positive_weight=args.extra_positive_weight, pseudo_queries=args.pseudo_queries,
+        mask_similar_pins=args.mask_similar_pins,
         pseudo_query_weight=args.pseudo_query_weight, max_minutes=args.max_minutes, max_steps=args.max_steps,
         threads=args.threads, seed=args.seed, resume=args.resume, progress=not args.no_progress,
     )

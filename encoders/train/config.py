@@ -23,7 +23,8 @@ class TrainConfig:
       because pin embeddings are frozen);
     * ``queue_size`` most recent batch positives (a popularity-weighted negative cache).
 
-    ``pseudo_queries`` extra rows per step are query-like cuts of random pins' own texts
+    ``mask_similar_pins`` c: a negative column whose pin has cosine > c with the row's positive pin is
+    masked (a near-duplicate product is likely relevant too). ``pseudo_queries`` extra rows per step are query-like cuts of random pins' own texts
     (:mod:`encoders.train.pseudo_queries`), weighted ``pseudo_query_weight`` in the loss.
     """
 
@@ -54,6 +55,7 @@ class TrainConfig:
     random_negatives: int = 0
     queue_size: int = 0
     mask_known_positives: bool = True
+    mask_similar_pins: float | None = None
     extra_positive_grade: float | None = None
     extra_positive_weight: float = 0.5
     pseudo_queries: int = 0

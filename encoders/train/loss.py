@@ -91,6 +91,22 @@ def build_mask(
     return mask
 
 
+def near_duplicate_mask(
+    p: torch.Tensor, extra: Sequence[torch.Tensor], threshold: float
+) -> torch.Tensor:
+    """Bool ``(B, B + K)``: True where a column's pin has cosine ``> threshold`` with the row's
+    positive pin — likely the same product in another size or colour, i.e. a false negative.
+
+    ``p (B, D)`` positive pin embeddings, ``extra`` blocks ``(K_b, D)`` of the extra columns, all
+    L2-normalised. The diagonal is False.
+    """
+    with torch.no_grad():
+        sims = torch.cat([p @ p.T, *[p @ e.to(p.dtype).T for e in extra]], dim=1)
+        out = sims > threshold
+        out[torch.arange(p.shape[0]), torch.arange(p.shape[0])] = False
+    return out
+
+
 def in_batch_softmax_loss(
     q: torch.Tensor,
     p: torch.Tensor,
@@ -100,6 +116,7 @@ def in_batch_softmax_loss(
     extra_ids: torch.Tensor | None = None,
     known_positives: list[set[int]] | None = None,
     weights: torch.Tensor | None = None,
+    also_mask: torch.Tensor | None = None,
 ) -> LossOutput:
     """Cross-entropy of each query against its own positive among all (unmasked) columns.
 
@@ -107,7 +124,9 @@ def in_batch_softmax_loss(
     ``temperature`` τ (float or 0-d tensor), ``pos_ids (B,)`` int64 pin ids, ``extra (K, D)`` (or a
     list of blocks ``(K_b, D)`` whose rows follow ``extra_ids`` in order — avoids copying a large
     frozen matrix) and ``extra_ids (K,)`` optional extra negatives, ``weights (B,)`` optional per-pair weights (graded
-    positives; the loss is the weighted mean). Returns :class:`LossOutput`.
+    positives; the loss is the weighted mean) and ``also_mask (B, B + K)`` bool, more columns to mask
+(e.g. near-duplicates of the row's positive, see :func:`near_duplicate_mask`; the label column is
+never masked). Returns :class:`LossOutput`.
     """
     if q.shape != p.shape:
         raise ValueError(f"q {tuple(q.shape)} and p {tuple(p.shape)} must have the same shape (B, D)")
@@ -116,6 +135,11 @@ def in_batch_softmax_loss(
     blocks = [] if extra is None else ([extra] if isinstance(extra, torch.Tensor) else list(extra))
     logits = torch.cat([q @ p.T, *[q @ e.to(q.dtype).T for e in blocks]], dim=1) / temperature
     mask = build_mask(pos_ids, extra_ids, known_positives).to(logits.device)
+    if also_mask is not None:
+        if also_mask.shape != mask.shape:
+            raise ValueError(f"also_mask {tuple(also_mask.shape)} must have the logits' shape {tuple(mask.shape)}")
+        mask = mask | also_mask.to(mask.device)
+        mask[torch.arange(q.shape[0]), torch.arange(q.shape[0])] = False
     logits = logits.masked_fill(mask, NEG_INF)
     labels = torch.arange(q.shape[0], device=q.device)
     per_row = nn.functional.cross_entropy(logits, labels, reduction="none")

@@ -29,7 +29,7 @@ from torch import nn
 from encoders.data.schema import DatasetPaths, pin_embedding_matrix, read_table
 from encoders.model.tower import QueryTower, TowerConfig, encode_texts, load_tokenizer
 from encoders.train.config import TrainConfig, TrainResult
-from encoders.train.loss import Temperature, in_batch_softmax_loss
+from encoders.train.loss import Temperature, in_batch_softmax_loss, near_duplicate_mask
 from encoders.train.negatives import (
     CACHE_FILE,
     HardNegatives,
@@ -335,11 +335,14 @@ def train(config: TrainConfig) -> TrainResult:
             if negatives.full:
                 blocks.append(pins_t)
                 id_parts.append(all_ids)
+            also = None
+            if config.mask_similar_pins is not None:
+                also = near_duplicate_mask(pins_t[pos], blocks, config.mask_similar_pins)
             out = in_batch_softmax_loss(
                 q, pins_t[pos], temperature(), pos,
                 extra=blocks or None, extra_ids=torch.cat(id_parts) if id_parts else None,
                 known_positives=None if known is None else [known.get(x, set()) for x in batch.queries],
-                weights=torch.from_numpy(batch.weights),
+                weights=torch.from_numpy(batch.weights), also_mask=also,
             )
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from encoders.train.loss import Temperature, build_mask, in_batch_softmax_loss
+from encoders.train.loss import Temperature, build_mask, in_batch_softmax_loss, near_duplicate_mask
 
 
 def _ce(row: list[float], label: int) -> float:
@@ -96,3 +96,18 @@ def test_extra_blocks_equal_one_concatenated_block() -> None:
     two = in_batch_softmax_loss(q, p, 0.1, pos, extra=[a, b], extra_ids=ids)
     assert torch.equal(one.logits, two.logits) and one.loss.item() == pytest.approx(two.loss.item())
     assert two.logits[3, 4 + 2].item() == float("-inf")
+
+
+def test_near_duplicate_pins_are_masked_but_never_the_label() -> None:
+    s = math.sqrt(0.5)
+    p = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    extra = torch.tensor([[0.995, 0.0998749], [s, s]])  # cos 0.995 with pin 0; cos 0.707 with both
+    mask = near_duplicate_mask(p, [extra], threshold=0.9)
+    assert mask.tolist() == [[False, False, True, False], [False, False, False, False]]
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    out = in_batch_softmax_loss(q, p, 1.0, torch.tensor([0, 1]), extra=extra, extra_ids=torch.tensor([2, 3]),
+                                also_mask=mask | torch.eye(2, 4, dtype=torch.bool))  # the diagonal stays
+    # row 0 keeps columns 0, 1, 3: logits 1, 0, s
+    assert out.loss.item() == pytest.approx((_ce([1.0, 0.0, s], 0) + _ce([0.0, 1.0, 0.0998749, s], 1)) / 2, rel=1e-5)
+    with pytest.raises(ValueError, match="also_mask"):
+        in_batch_softmax_loss(q, p, 1.0, torch.tensor([0, 1]), also_mask=mask)
