@@ -29,7 +29,7 @@ import numpy as np
 
 from encoders.normalize import normalize_query
 
-_WORD = re.compile(r"[a-z0-9][a-z0-9'\-]*[a-z0-9]|[a-z]")
+_WORD = re.compile(r"[a-z0-9][a-z0-9'\-/.]*[a-z0-9]|[a-z0-9]")
 _HEAD_END = re.compile(r"\s(?:in|with|for)\s|\(|,")
 _STOP = frozenset(
     "a an and or the of in on with for to by from at as is x ft in. ft. cu lb oz pack pk no not only"
@@ -37,17 +37,23 @@ _STOP = frozenset(
 )
 
 
+def is_number(word: str) -> bool:
+    """A size or model number (``"1/2"``, ``"1-5/8"``, ``"20"``, ``"2-light"``): starts with a digit."""
+    return word[0].isdigit()
+
+
 def title_words(text: str) -> tuple[list[str], list[str]]:
     """``(head_words, content_words)`` of one pin text: the words of the head (before the first
-    `` in ``/`` with ``/``(``/``,``) and all content words; numbers and stopwords are dropped from both."""
+    `` in ``/`` with ``/``(``/``,``) without numbers, and all content words including numbers
+    (``"1/2"``, ``"1-5/8"``, ``"1.9"``); stopwords and units are dropped from both."""
     t = html.unescape(text).lower()
     m = _HEAD_END.search(t)
     head = t[: m.start()] if m else t
 
     def words(s: str) -> list[str]:
-        return [w for w in _WORD.findall(s) if w not in _STOP and not w[0].isdigit()]
+        return [w for w in _WORD.findall(s) if w not in _STOP]
 
-    return words(head), words(t)
+    return [w for w in words(head) if not is_number(w)], words(t)
 
 
 def add_typo(word: str, rng: np.random.Generator) -> str:
@@ -66,9 +72,12 @@ def add_typo(word: str, rng: np.random.Generator) -> str:
 @dataclass
 class PseudoQueryConfig:
     """``head_share``: share of pseudo-queries cut from the end of the title head; ``typo_rate``: share
-    with one typo; ``max_words``: cap on the drawn length."""
+    with one typo; ``max_words``: cap on the drawn length; ``number_weight``: how likely a number is
+    picked in a random subset relative to a word (0 = never; a quarter of Home Depot queries hold a
+    size or model number)."""
 
     head_share: float = 0.5
+    number_weight: float = 1.0
     typo_rate: float = 0.1
     max_words: int = 6
 
@@ -85,7 +94,8 @@ class PseudoQueries:
     ):
         self.config = config or PseudoQueryConfig()
         self._words = [title_words(t) for t in pin_texts]
-        self._usable = np.flatnonzero([len(c) > 0 for _, c in self._words]).astype(np.int64)
+        usable = [any(self.config.number_weight > 0 or not is_number(w) for w in c) for _, c in self._words]
+        self._usable = np.flatnonzero(usable).astype(np.int64)
         if len(self._usable) == 0:
             raise ValueError("no pin text has a content word to cut pseudo-queries from")
         lengths = np.clip(np.asarray(query_lengths, dtype=np.int64), 1, self.config.max_words)
@@ -98,8 +108,9 @@ class PseudoQueries:
         if head and rng.random() < self.config.head_share:
             words = head[-min(n, len(head)) :]
         else:
-            n = min(n, len(content))
-            keep = np.sort(rng.choice(len(content), size=n, replace=False))
+            w = np.array([self.config.number_weight if is_number(c) else 1.0 for c in content])
+            n = min(n, int(np.count_nonzero(w)))
+            keep = np.sort(rng.choice(len(content), size=n, replace=False, p=w / w.sum()))
             words = [content[i] for i in keep]
         if rng.random() < self.config.typo_rate:
             j = int(rng.integers(len(words)))
