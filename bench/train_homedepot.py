@@ -59,6 +59,18 @@ def evaluate_run(run: Path, data: Path, threads: int = 2) -> dict[str, float]:
     return {"recall@10": r[10], "recall@100": r[100], "eval_queries": len(queries), "eval_pairs": len(pp)}
 
 
+def _commit() -> str | None:
+    """The code version a result was measured with (``+dirty`` when tracked files were modified)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--name", required=True)
@@ -68,7 +80,7 @@ def main() -> int:
     args = ap.parse_args()
     data = Path(args.data)
     train_args = [a for a in args.train_args if a != "--"]
-    rec: dict[str, object] = {"name": args.name}
+    rec: dict[str, object] = {"name": args.name, "commit": _commit()}
     if args.eval_only:
         run = Path(args.eval_only)
     else:
