@@ -110,10 +110,13 @@ def test_cli_trains_a_few_steps(tmp_path: Path, tiny_bert_dir: Path) -> None:
 
     data = _dataset(tmp_path / "data", dim=32)
     rc = main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--base-model", str(tiny_bert_dir),
-               "--max-steps", "3", "--batch-size", "8", "--threads", "1", "--no-progress"])
+               "--max-steps", "3", "--batch-size", "8", "--threads", "1", "--no-progress",
+               "--pseudo-queries", "4", "--pseudo-query-weight", "0.25", "--mask-similar-pins", "0.95"])
     assert rc == 0
     summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
     assert summary["steps"] == 3 and summary["readout_init"] == "identity"
+    cfg = summary["config"]
+    assert (cfg["pseudo_queries"], cfg["pseudo_query_weight"], cfg["mask_similar_pins"]) == (4, 0.25, 0.95)
 
 
 def test_train_layers_freezes_the_lower_encoder(tmp_path: Path, tiny_bert_dir: Path) -> None:
