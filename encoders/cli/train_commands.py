@@ -64,6 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--extra-positive-grade", type=float, default=None,
                    help="also train on judged pairs with grade >= this (weighted by --extra-positive-weight)")
     p.add_argument("--extra-positive-weight", type=float, default=0.5)
+    p.add_argument("--length-buckets", type=int, default=8,
+                   help="encode each step's queries in this many length-sorted chunks, each padded to its "
+                   "own longest query (less padding: 2.1x faster steps on Home Depot; 1 = off)")
     p.add_argument("--mask-similar-pins", type=float, default=None, metavar="COSINE",
                    help="mask negatives whose pin has cosine > COSINE with the row's positive pin "
                    "(near-duplicate products; default off)")
@@ -88,6 +91,8 @@ def run_train(args: argparse.Namespace) -> int:
     for name in ("epochs", "batch_size", "lr", "readout_lr", "temperature", "threads"):
         if getattr(args, name) <= 0:
             raise CLIError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+    if args.length_buckets < 1:
+        raise CLIError(f"--length-buckets must be >= 1, got {args.length_buckets}")
     if args.batch_size < 2:
         raise CLIError(f"--batch-size must be >= 2 (in-batch negatives), got {args.batch_size}")
     config = TrainConfig(
@@ -101,7 +106,7 @@ def run_train(args: argparse.Namespace) -> int:
         hard_negative_cache=args.hard_negative_cache, random_negatives=args.random_negatives,
         queue_size=args.queue_size, extra_positive_grade=args.extra_positive_grade,
         extra_positive_weight=args.extra_positive_weight, pseudo_queries=args.pseudo_queries,
-        mask_similar_pins=args.mask_similar_pins,
+        mask_similar_pins=args.mask_similar_pins, length_buckets=args.length_buckets,
         pseudo_query_weight=args.pseudo_query_weight, max_minutes=args.max_minutes, max_steps=args.max_steps,
         threads=args.threads, seed=args.seed, resume=args.resume, progress=not args.no_progress,
     )

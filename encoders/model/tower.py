@@ -143,3 +143,31 @@ def encode_texts(
     if not out:
         return torch.zeros((0, getattr(model, "out_dim", 0)), dtype=torch.float32)
     return torch.cat(out)
+
+
+def embed_in_length_buckets(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    max_length: int,
+    buckets: int = 4,
+) -> torch.Tensor:
+    """``model`` over ``texts`` (already normalised) → ``(N, D)``, keeping the autograd graph.
+
+    The texts are sorted by token count and cut into ``buckets`` chunks, each padded only to its own
+    longest text, so a few long queries do not pad the whole batch (padding is wasted compute: the
+    result equals one padded forward pass up to float rounding). Rows come back in input order.
+    """
+    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+    size = max(1, -(-len(texts) // max(1, buckets)))
+    parts, where = [], []
+    for s in range(0, len(order), size):
+        chunk = order[s : s + size]
+        enc = tokenizer.pad({"input_ids": [ids[i] for i in chunk]}, return_tensors="pt")
+        parts.append(model(enc["input_ids"], enc["attention_mask"]))
+        where.extend(chunk)
+    out = torch.cat(parts)
+    inverse = torch.empty(len(where), dtype=torch.long)
+    inverse[torch.tensor(where)] = torch.arange(len(where))
+    return out[inverse]

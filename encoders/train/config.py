@@ -11,6 +11,8 @@ from typing import Any, Literal
 class TrainConfig:
     """Everything a training run needs; written into ``train_summary.json`` and ``checkpoint.pt``.
 
+    ``length_buckets``: each step encodes its queries in this many length-sorted chunks, each padded
+    to its own longest query (less padding; 1 = one padded batch).
     ``train_layers``: fine-tune only the top N Transformer layers (the embeddings and lower layers
     are frozen; ``None`` = all, ``0`` = readout only) — a cheaper step on a busy CPU.
     Learning rates are per optimizer step. ``epochs`` may be fractional. ``max_steps`` /
@@ -33,6 +35,7 @@ class TrainConfig:
     base_model: str | None = None
     pooling: Literal["mean", "cls"] = "mean"
     max_length: int = 32
+    length_buckets: int = 8
     readout_init: Literal["auto", "identity", "random"] = "auto"
     train_layers: int | None = None
     epochs: float = 2.0

@@ -27,7 +27,13 @@ import torch
 from torch import nn
 
 from encoders.data.schema import DatasetPaths, pin_embedding_matrix, read_table
-from encoders.model.tower import QueryTower, TowerConfig, encode_texts, load_tokenizer
+from encoders.model.tower import (
+    QueryTower,
+    TowerConfig,
+    embed_in_length_buckets,
+    encode_texts,
+    load_tokenizer,
+)
 from encoders.train.config import TrainConfig, TrainResult
 from encoders.train.loss import Temperature, in_batch_softmax_loss, near_duplicate_mask
 from encoders.train.negatives import (
@@ -325,9 +331,7 @@ def train(config: TrainConfig) -> TrainResult:
                 stopped_by = "max_minutes"
                 break
             batch = augmenter.extend(next(batches))
-            tok = tokenizer(batch.queries, padding=True, truncation=True, max_length=config.max_length,
-                            return_tensors="pt")
-            q = tower(tok["input_ids"], tok["attention_mask"])
+            q = embed_in_length_buckets(tower, tokenizer, batch.queries, config.max_length, config.length_buckets)
             pos = torch.from_numpy(batch.pin_idx)
             sampled = negatives.draw(batch.queries, batch.pin_idx)
             blocks = [] if sampled is None else [pins_t[sampled]]
