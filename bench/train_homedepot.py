@@ -60,12 +60,13 @@ def evaluate_run(run: Path, data: Path, threads: int = 2) -> dict[str, float]:
 
 
 def _commit() -> str | None:
-    """The code version a result was measured with (``+dirty`` when tracked files were modified)."""
+    """The code version a result was measured with (``+dirty`` when tracked files other than the
+    results in ``bench/results/`` were modified)."""
     import subprocess
 
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"], capture_output=True, text=True)
     except (OSError, subprocess.CalledProcessError):
         return None
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")

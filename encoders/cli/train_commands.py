@@ -105,8 +105,8 @@ def run_train(args: argparse.Namespace) -> int:
         hard_negative_window=args.hard_negative_window,
         hard_negative_cache=args.hard_negative_cache, random_negatives=args.random_negatives,
         queue_size=args.queue_size, extra_positive_grade=args.extra_positive_grade,
-        extra_positive_weight=args.extra_positive_weight, pseudo_queries=args.pseudo_queries,
-        mask_similar_pins=args.mask_similar_pins, length_buckets=args.length_buckets,
+        extra_positive_weight=args.extra_positive_weight, length_buckets=args.length_buckets,
+        mask_similar_pins=args.mask_similar_pins, pseudo_queries=args.pseudo_queries,
         pseudo_query_weight=args.pseudo_query_weight, max_minutes=args.max_minutes, max_steps=args.max_steps,
         threads=args.threads, seed=args.seed, resume=args.resume, progress=not args.no_progress,
     )

@@ -150,7 +150,7 @@ def embed_in_length_buckets(
     tokenizer: PreTrainedTokenizerBase,
     texts: list[str],
     max_length: int,
-    buckets: int = 4,
+    buckets: int = 8,
 ) -> torch.Tensor:
     """``model`` over ``texts`` (already normalised) → ``(N, D)``, keeping the autograd graph.
 

@@ -26,8 +26,9 @@ class TrainConfig:
     * ``queue_size`` most recent batch positives (a popularity-weighted negative cache).
 
     ``mask_similar_pins`` c: a negative column whose pin has cosine > c with the row's positive pin is
-    masked (a near-duplicate product is likely relevant too). ``pseudo_queries`` extra rows per step are query-like cuts of random pins' own texts
-    (:mod:`encoders.train.pseudo_queries`), weighted ``pseudo_query_weight`` in the loss.
+    masked (a near-duplicate product is likely relevant too). ``pseudo_queries`` extra rows per step
+    are query-like cuts of random pins' own texts (:mod:`encoders.train.pseudo_queries`), weighted
+    ``pseudo_query_weight`` in the loss.
     """
 
     data: str

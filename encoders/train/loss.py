@@ -91,6 +91,12 @@ def build_mask(
     return mask
 
 
+def column_scores(x: torch.Tensor, p: torch.Tensor, extra: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Dot products of rows ``x (B, D)`` with every column: the batch positives ``p (B, D)`` then the
+    extra blocks ``(K_b, D)`` in order → ``(B, B + K)``."""
+    return torch.cat([x @ p.T, *[x @ e.to(x.dtype).T for e in extra]], dim=1)
+
+
 def near_duplicate_mask(
     p: torch.Tensor, extra: Sequence[torch.Tensor], threshold: float
 ) -> torch.Tensor:
@@ -101,8 +107,7 @@ def near_duplicate_mask(
     L2-normalised. The diagonal is False.
     """
     with torch.no_grad():
-        sims = torch.cat([p @ p.T, *[p @ e.to(p.dtype).T for e in extra]], dim=1)
-        out = sims > threshold
+        out = column_scores(p, p, extra) > threshold
         out[torch.arange(p.shape[0]), torch.arange(p.shape[0])] = False
     return out
 
@@ -125,15 +130,15 @@ def in_batch_softmax_loss(
     list of blocks ``(K_b, D)`` whose rows follow ``extra_ids`` in order — avoids copying a large
     frozen matrix) and ``extra_ids (K,)`` optional extra negatives, ``weights (B,)`` optional per-pair weights (graded
     positives; the loss is the weighted mean) and ``also_mask (B, B + K)`` bool, more columns to mask
-(e.g. near-duplicates of the row's positive, see :func:`near_duplicate_mask`; the label column is
-never masked). Returns :class:`LossOutput`.
+    (e.g. near-duplicates of the row's positive, see :func:`near_duplicate_mask`; the label column
+    is never masked). Returns :class:`LossOutput`.
     """
     if q.shape != p.shape:
         raise ValueError(f"q {tuple(q.shape)} and p {tuple(p.shape)} must have the same shape (B, D)")
     if (extra is None) != (extra_ids is None):
         raise ValueError("extra and extra_ids must be given together")
     blocks = [] if extra is None else ([extra] if isinstance(extra, torch.Tensor) else list(extra))
-    logits = torch.cat([q @ p.T, *[q @ e.to(q.dtype).T for e in blocks]], dim=1) / temperature
+    logits = column_scores(q, p, blocks) / temperature
     mask = build_mask(pos_ids, extra_ids, known_positives).to(logits.device)
     if also_mask is not None:
         if also_mask.shape != mask.shape:

@@ -94,8 +94,13 @@ class PseudoQueries:
     ):
         self.config = config or PseudoQueryConfig()
         self._words = [title_words(t) for t in pin_texts]
-        usable = [any(self.config.number_weight > 0 or not is_number(w) for w in c) for _, c in self._words]
-        self._usable = np.flatnonzero(usable).astype(np.int64)
+        # per pin: how likely each content word is picked in a random-subset cut (sums to 1; None
+        # when no word may be picked), computed once instead of per drawn query
+        self._pick: list[np.ndarray | None] = []
+        for _, content in self._words:
+            w = np.array([self.config.number_weight if is_number(c) else 1.0 for c in content])
+            self._pick.append(w / w.sum() if w.sum() > 0 else None)
+        self._usable = np.flatnonzero([p is not None for p in self._pick]).astype(np.int64)
         if len(self._usable) == 0:
             raise ValueError("no pin text has a content word to cut pseudo-queries from")
         lengths = np.clip(np.asarray(query_lengths, dtype=np.int64), 1, self.config.max_words)
@@ -108,9 +113,9 @@ class PseudoQueries:
         if head and rng.random() < self.config.head_share:
             words = head[-min(n, len(head)) :]
         else:
-            w = np.array([self.config.number_weight if is_number(c) else 1.0 for c in content])
-            n = min(n, int(np.count_nonzero(w)))
-            keep = np.sort(rng.choice(len(content), size=n, replace=False, p=w / w.sum()))
+            pick = self._pick[pin]
+            n = min(n, int(np.count_nonzero(pick)))
+            keep = np.sort(rng.choice(len(content), size=n, replace=False, p=pick))
             words = [content[i] for i in keep]
         if rng.random() < self.config.typo_rate:
             j = int(rng.integers(len(words)))

@@ -339,11 +339,12 @@ def train(config: TrainConfig) -> TrainResult:
             if negatives.full:
                 blocks.append(pins_t)
                 id_parts.append(all_ids)
+            p_pos = pins_t[pos]
             also = None
             if config.mask_similar_pins is not None:
-                also = near_duplicate_mask(pins_t[pos], blocks, config.mask_similar_pins)
+                also = near_duplicate_mask(p_pos, blocks, config.mask_similar_pins)
             out = in_batch_softmax_loss(
-                q, pins_t[pos], temperature(), pos,
+                q, p_pos, temperature(), pos,
                 extra=blocks or None, extra_ids=torch.cat(id_parts) if id_parts else None,
                 known_positives=None if known is None else [known.get(x, set()) for x in batch.queries],
                 weights=torch.from_numpy(batch.weights), also_mask=also,
