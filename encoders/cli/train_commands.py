@@ -74,6 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="query augmentation: this many extra rows per step, each a query-like cut of a "
                    "random pin's own text (default 0 = off)")
     p.add_argument("--pseudo-query-weight", type=float, default=0.5, help="loss weight of a pseudo-query row")
+    p.add_argument("--pseudo-query-variants", action="store_true",
+                   help="vary pseudo-queries like real ones: plural forms, words cut short, and context words "
+                   "learned from the training pairs (e.g. 'bathroom' for vanities)")
     p.add_argument("--max-minutes", type=float, default=None, help="time budget; stops cleanly when spent")
     p.add_argument("--max-steps", type=int, default=None, help="step budget")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
@@ -107,7 +110,8 @@ def run_train(args: argparse.Namespace) -> int:
         queue_size=args.queue_size, extra_positive_grade=args.extra_positive_grade,
         extra_positive_weight=args.extra_positive_weight, length_buckets=args.length_buckets,
         mask_similar_pins=args.mask_similar_pins, pseudo_queries=args.pseudo_queries,
-        pseudo_query_weight=args.pseudo_query_weight, max_minutes=args.max_minutes, max_steps=args.max_steps,
+        pseudo_query_weight=args.pseudo_query_weight, pseudo_query_variants=args.pseudo_query_variants,
+        max_minutes=args.max_minutes, max_steps=args.max_steps,
         threads=args.threads, seed=args.seed, resume=args.resume, progress=not args.no_progress,
     )
     try:

@@ -28,7 +28,9 @@ class TrainConfig:
     ``mask_similar_pins`` c: a negative column whose pin has cosine > c with the row's positive pin is
     masked (a near-duplicate product is likely relevant too). ``pseudo_queries`` extra rows per step
     are query-like cuts of random pins' own texts (:mod:`encoders.train.pseudo_queries`), weighted
-    ``pseudo_query_weight`` in the loss.
+    ``pseudo_query_weight`` in the loss; ``pseudo_query_variants`` adds query-like variation learned
+    from the training pairs (plural forms, words cut short, added context words;
+    :mod:`encoders.train.query_variants`).
     """
 
     data: str
@@ -64,6 +66,7 @@ class TrainConfig:
     extra_positive_weight: float = 0.5
     pseudo_queries: int = 0
     pseudo_query_weight: float = 0.5
+    pseudo_query_variants: bool = False
     max_minutes: float | None = None
     max_steps: int | None = None
     schedule_steps: int | None = None

@@ -10,6 +10,8 @@ embedding:
   first `` in `` / `` with `` / ``(`` / ``,`` — on retail titles the product type, e.g.
   ``"shower only faucet"`` from ``"Delta Vero 1-Handle Shower Only Faucet Trim Kit in Chrome"``);
   otherwise an order-preserving random subset of the title's content words;
+* optionally, query-like variation learned from the training pairs (plural forms, words cut short,
+  context words shoppers add; :mod:`encoders.train.query_variants`);
 * with probability ``typo_rate`` one word of four or more letters gets a typo (a deleted, doubled or
   swapped letter) — real queries are misspelt;
 * it is normalised with :func:`encoders.normalize.normalize_query`, like every query.
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from encoders.normalize import normalize_query
+from encoders.train.query_variants import ContextWords, QueryVariants
 
 _WORD = re.compile(r"[a-z0-9][a-z0-9'\-/.]*[a-z0-9]|[a-z0-9]")
 _HEAD_END = re.compile(r"\s(?:in|with|for)\s|\(|,")
@@ -54,6 +57,25 @@ def title_words(text: str) -> tuple[list[str], list[str]]:
         return [w for w in _WORD.findall(s) if w not in _STOP]
 
     return [w for w in words(head) if not is_number(w)], words(t)
+
+
+def product_type(text: str) -> str | None:
+    """The last word of the title head without numbers (``"sink"`` for ``"KOHLER Memoirs Pedestal
+    Bathroom Sink in Cashmere"``), or None when the head has no word."""
+    head, _ = title_words(text)
+    return head[-1] if head else None
+
+
+def learn_context_words(
+    queries: Sequence[str], pin_idx: Sequence[int], pin_texts: Sequence[str], min_word_count: int = 3
+) -> ContextWords:
+    """:class:`~encoders.train.query_variants.ContextWords` from training pairs ``(queries[i],
+    pin_texts[pin_idx[i]])`` (normalised queries); only the training split may be passed."""
+    rows = []
+    for q, p in zip(queries, pin_idx, strict=True):
+        text = pin_texts[int(p)]
+        rows.append((_WORD.findall(q), product_type(text), set(_WORD.findall(html.unescape(text).lower()))))
+    return ContextWords.learn(rows, _STOP, min_word_count=min_word_count)
 
 
 def add_typo(word: str, rng: np.random.Generator) -> str:
@@ -86,13 +108,19 @@ class PseudoQueries:
     """Draws (pseudo-query, pin index) pairs from ``pin_texts``.
 
     ``query_lengths``: word counts of real training queries (the length distribution to imitate).
+    ``variants``: optional query-like variation applied to each cut before the typo.
     Pins whose text has no content word are never drawn.
     """
 
     def __init__(
-        self, pin_texts: Sequence[str], query_lengths: Sequence[int], config: PseudoQueryConfig | None = None
+        self,
+        pin_texts: Sequence[str],
+        query_lengths: Sequence[int],
+        config: PseudoQueryConfig | None = None,
+        variants: QueryVariants | None = None,
     ):
         self.config = config or PseudoQueryConfig()
+        self.variants = variants
         self._words = [title_words(t) for t in pin_texts]
         # per pin: how likely each content word is picked in a random-subset cut (sums to 1; None
         # when no word may be picked), computed once instead of per drawn query
@@ -117,6 +145,8 @@ class PseudoQueries:
             n = min(n, int(np.count_nonzero(pick)))
             keep = np.sort(rng.choice(len(content), size=n, replace=False, p=pick))
             words = [content[i] for i in keep]
+        if self.variants is not None:
+            words = self.variants.apply(words, head[-1] if head else None, rng)
         if rng.random() < self.config.typo_rate:
             j = int(rng.integers(len(words)))
             words = [*words[:j], add_typo(words[j], rng), *words[j + 1 :]]

@@ -43,7 +43,8 @@ from encoders.train.negatives import (
     dense_rankings,
     select_candidates,
 )
-from encoders.train.pseudo_queries import PseudoQueries
+from encoders.train.pseudo_queries import PseudoQueries, learn_context_words
+from encoders.train.query_variants import QueryVariantConfig, QueryVariants
 from encoders.train.sampler import Batch, PairSampler, TrainingPairs, training_pairs
 
 CHECKPOINT = "checkpoint.pt"
@@ -209,8 +210,12 @@ class _Augmenter:
         self.rng = np.random.default_rng([seed, 2])
         self.source = None
         if self.n > 0:
-            lengths = [len(q.split()) for q in pairs.queries.tolist()]
-            self.source = PseudoQueries(pin_texts, lengths)
+            queries = pairs.queries.tolist()
+            variants = None
+            if config.pseudo_query_variants:
+                context = learn_context_words(queries, pairs.pin_idx.tolist(), pin_texts)
+                variants = QueryVariants(QueryVariantConfig.like_real_queries(), context)
+            self.source = PseudoQueries(pin_texts, [len(q.split()) for q in queries], variants=variants)
 
     def extend(self, batch: Batch) -> Batch:
         if self.source is None:
