@@ -77,6 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pseudo-query-variants", action="store_true",
                    help="vary pseudo-queries like real ones: plural forms, words cut short, and context words "
                    "learned from the training pairs (e.g. 'bathroom' for vanities)")
+    p.add_argument("--mask-pseudo-query-matches", action="store_true",
+                   help="in a pseudo-query's softmax row, mask the other pins whose text holds all words of "
+                   "its cut (false negatives: 'wall mount' fits hundreds of titles)")
     p.add_argument("--max-minutes", type=float, default=None, help="time budget; stops cleanly when spent")
     p.add_argument("--max-steps", type=int, default=None, help="step budget")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
@@ -111,6 +114,7 @@ def run_train(args: argparse.Namespace) -> int:
         extra_positive_weight=args.extra_positive_weight, length_buckets=args.length_buckets,
         mask_similar_pins=args.mask_similar_pins, pseudo_queries=args.pseudo_queries,
         pseudo_query_weight=args.pseudo_query_weight, pseudo_query_variants=args.pseudo_query_variants,
+        mask_pseudo_query_matches=args.mask_pseudo_query_matches,
         max_minutes=args.max_minutes, max_steps=args.max_steps,
         threads=args.threads, seed=args.seed, resume=args.resume, progress=not args.no_progress,
     )

@@ -30,7 +30,8 @@ class TrainConfig:
     are query-like cuts of random pins' own texts (:mod:`encoders.train.pseudo_queries`), weighted
     ``pseudo_query_weight`` in the loss; ``pseudo_query_variants`` adds query-like variation learned
     from the training pairs (plural forms, words cut short, added context words;
-    :mod:`encoders.train.query_variants`).
+    :mod:`encoders.train.query_variants`); ``mask_pseudo_query_matches`` masks, in a pseudo-query's
+    row, every other pin whose text holds all words of its cut (they fit it as well as its own pin).
     """
 
     data: str
@@ -67,6 +68,7 @@ class TrainConfig:
     pseudo_queries: int = 0
     pseudo_query_weight: float = 0.5
     pseudo_query_variants: bool = False
+    mask_pseudo_query_matches: bool = False
     max_minutes: float | None = None
     max_steps: int | None = None
     schedule_steps: int | None = None

@@ -20,10 +20,12 @@ Pins are identified by integer ids (row numbers in the pin matrix); masking comp
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -59,6 +61,21 @@ class LossOutput:
     accuracy: float
 
 
+def _columns_holding(col_ids: np.ndarray, wanted: Sequence[set[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Every ``(row j, column c)`` with ``col_ids[c]`` in ``wanted[j]`` → ``(rows (H,), cols (H,))``
+    int64; vectorised (one sort of the columns, one binary search per wanted id)."""
+    sizes = np.fromiter((len(w) for w in wanted), dtype=np.int64, count=len(wanted))
+    ids = np.fromiter(itertools.chain.from_iterable(wanted), dtype=np.int64, count=int(sizes.sum()))
+    order = np.argsort(col_ids, kind="stable")
+    sorted_ids = col_ids[order]
+    lo = np.searchsorted(sorted_ids, ids, side="left")
+    n = np.searchsorted(sorted_ids, ids, side="right") - lo  # columns holding each wanted id
+    rows = np.repeat(np.repeat(np.arange(len(wanted), dtype=np.int64), sizes), n)
+    first = np.repeat(lo, n)
+    within = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+    return rows, order[first + within].astype(np.int64)
+
+
 def build_mask(
     pos_ids: torch.Tensor,
     extra_ids: torch.Tensor | None = None,
@@ -76,18 +93,10 @@ def build_mask(
     if known_positives is not None:
         if len(known_positives) != b:
             raise ValueError(f"known_positives has {len(known_positives)} rows, batch has {b}")
-        where: dict[int, list[int]] = {}
-        for c, pid in enumerate(col_ids.tolist()):
-            where.setdefault(pid, []).append(c)
-        rows, hits = [], []
-        for j, known in enumerate(known_positives):
-            for pid in known:
-                for c in where.get(pid, ()):
-                    if c != j:
-                        rows.append(j)
-                        hits.append(c)
-        if rows:
-            mask[torch.tensor(rows), torch.tensor(hits)] = True
+        rows, cols = _columns_holding(col_ids.numpy(), known_positives)
+        keep = rows != cols  # the label column (row j's own diagonal) stays
+        if keep.any():
+            mask[torch.from_numpy(rows[keep]), torch.from_numpy(cols[keep])] = True
     return mask
 
 

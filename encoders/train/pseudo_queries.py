@@ -16,6 +16,10 @@ embedding:
   swapped letter) — real queries are misspelt;
 * it is normalised with :func:`encoders.normalize.normalize_query`, like every query.
 
+A short cut often fits many pins ("wall mount" is in hundreds of titles), which are then false
+negatives of the pin it was cut from. :meth:`PseudoQueries.draw_with_matches` also returns, per
+pseudo-query, every pin whose text holds all the words of its cut, so the loss can mask them.
+
 Generation is pure and deterministic in the generator passed in, so a checkpoint that stores the
 generator state resumes exactly.
 """
@@ -133,9 +137,27 @@ class PseudoQueries:
             raise ValueError("no pin text has a content word to cut pseudo-queries from")
         lengths = np.clip(np.asarray(query_lengths, dtype=np.int64), 1, self.config.max_words)
         self._lengths = lengths if len(lengths) else np.array([2, 3], dtype=np.int64)
+        self._postings: dict[str, np.ndarray] | None = None
 
     def query_for(self, pin: int, rng: np.random.Generator) -> str:
         """One pseudo-query for pin row ``pin``."""
+        return self._query_and_cut(pin, rng)[0]
+
+    def matches(self, cut: Sequence[str]) -> np.ndarray:
+        """Sorted rows ``(M,)`` int64 of every pin whose content words include all words of ``cut``."""
+        if self._postings is None:
+            rows: dict[str, list[int]] = {}
+            for i, (_, content) in enumerate(self._words):
+                for w in set(content):
+                    rows.setdefault(w, []).append(i)
+            self._postings = {w: np.asarray(r, dtype=np.int64) for w, r in rows.items()}
+        lists = sorted((self._postings.get(w, np.empty(0, dtype=np.int64)) for w in set(cut)), key=len)
+        out = lists[0] if lists else np.empty(0, dtype=np.int64)
+        for other in lists[1:]:
+            out = np.intersect1d(out, other, assume_unique=True)
+        return out
+
+    def _query_and_cut(self, pin: int, rng: np.random.Generator) -> tuple[str, list[str]]:
         head, content = self._words[pin]
         n = int(self._lengths[rng.integers(len(self._lengths))])
         if head and rng.random() < self.config.head_share:
@@ -145,14 +167,26 @@ class PseudoQueries:
             n = min(n, int(np.count_nonzero(pick)))
             keep = np.sort(rng.choice(len(content), size=n, replace=False, p=pick))
             words = [content[i] for i in keep]
+        cut = words
         if self.variants is not None:
             words = self.variants.apply(words, head[-1] if head else None, rng)
         if rng.random() < self.config.typo_rate:
             j = int(rng.integers(len(words)))
             words = [*words[:j], add_typo(words[j], rng), *words[j + 1 :]]
-        return normalize_query(" ".join(words))
+        return normalize_query(" ".join(words)), cut
 
     def draw(self, n: int, rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
         """``n`` pairs of distinct random pins: ``(queries, pin_idx (n,) int64)``."""
+        queries, pins, _ = self._draw(n, rng)
+        return queries, pins
+
+    def draw_with_matches(self, n: int, rng: np.random.Generator) -> tuple[list[str], np.ndarray, list[np.ndarray]]:
+        """Like :meth:`draw` (same draws from ``rng``), plus per pair the rows of every pin that
+        matches its cut (:meth:`matches`; always includes the pair's own pin)."""
+        queries, pins, cuts = self._draw(n, rng)
+        return queries, pins, [self.matches(c) for c in cuts]
+
+    def _draw(self, n: int, rng: np.random.Generator) -> tuple[list[str], np.ndarray, list[list[str]]]:
         pins = rng.choice(self._usable, size=min(n, len(self._usable)), replace=False)
-        return [self.query_for(int(p), rng) for p in pins], pins.astype(np.int64)
+        drawn = [self._query_and_cut(int(p), rng) for p in pins]
+        return [q for q, _ in drawn], pins.astype(np.int64), [c for _, c in drawn]

@@ -207,6 +207,7 @@ class _Augmenter:
 
     def __init__(self, config: TrainConfig, pin_texts: list[str], pairs: TrainingPairs, seed: int):
         self.n, self.weight = config.pseudo_queries, config.pseudo_query_weight
+        self.mask_matches = config.mask_pseudo_query_matches
         self.rng = np.random.default_rng([seed, 2])
         self.source = None
         if self.n > 0:
@@ -217,21 +218,43 @@ class _Augmenter:
                 variants = QueryVariants(QueryVariantConfig.like_real_queries(), context)
             self.source = PseudoQueries(pin_texts, [len(q.split()) for q in queries], variants=variants)
 
-    def extend(self, batch: Batch) -> Batch:
+    def extend(self, batch: Batch) -> tuple[Batch, list[set[int]] | None]:
+        """The batch with the pseudo-query rows appended, and (with ``mask_pseudo_query_matches``)
+        per appended row the pins that match its cut as well as its own pin does, else None."""
         if self.source is None:
-            return batch
-        queries, pins = self.source.draw(self.n, self.rng)
+            return batch, None
+        matches = None
+        if self.mask_matches:
+            queries, pins, found = self.source.draw_with_matches(self.n, self.rng)
+            matches = [set(m.tolist()) for m in found]
+        else:
+            queries, pins = self.source.draw(self.n, self.rng)
         return Batch(
             queries=batch.queries + queries, pin_idx=np.concatenate([batch.pin_idx, pins]),
             weights=np.concatenate([batch.weights, np.full(len(pins), self.weight, dtype=np.float32)]),
             tasks=batch.tasks + ["pseudo"] * len(pins),
-        )
+        ), matches
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
+
+
+def _row_known_positives(
+    known: dict[str, set[int]] | None, queries: list[str], pseudo_matches: list[set[int]] | None
+) -> list[set[int]] | None:
+    """Per row of a batch of ``queries``, the pins masked as known positives: those of ``known`` for
+    each query text, and for the last ``len(pseudo_matches)`` rows (pseudo-queries) their lexical
+    matches as well; None when there is nothing to mask."""
+    if known is None and pseudo_matches is None:
+        return None
+    rows = [known.get(q, set()) if known is not None else set() for q in queries]
+    if pseudo_matches:
+        first = len(queries) - len(pseudo_matches)
+        rows[first:] = [r | m for r, m in zip(rows[first:], pseudo_matches, strict=True)]
+    return rows
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -335,7 +358,7 @@ def train(config: TrainConfig) -> TrainResult:
             if deadline is not None and time.perf_counter() >= deadline:
                 stopped_by = "max_minutes"
                 break
-            batch = augmenter.extend(next(batches))
+            batch, pseudo_matches = augmenter.extend(next(batches))
             q = embed_in_length_buckets(tower, tokenizer, batch.queries, config.max_length, config.length_buckets)
             pos = torch.from_numpy(batch.pin_idx)
             sampled = negatives.draw(batch.queries, batch.pin_idx)
@@ -351,7 +374,7 @@ def train(config: TrainConfig) -> TrainResult:
             out = in_batch_softmax_loss(
                 q, p_pos, temperature(), pos,
                 extra=blocks or None, extra_ids=torch.cat(id_parts) if id_parts else None,
-                known_positives=None if known is None else [known.get(x, set()) for x in batch.queries],
+                known_positives=_row_known_positives(known, batch.queries, pseudo_matches),
                 weights=torch.from_numpy(batch.weights), also_mask=also,
             )
             optimizer.zero_grad(set_to_none=True)

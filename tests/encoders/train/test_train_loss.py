@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -111,3 +112,16 @@ def test_near_duplicate_pins_are_masked_but_never_the_label() -> None:
     assert out.loss.item() == pytest.approx((_ce([1.0, 0.0, s], 0) + _ce([0.0, 1.0, 0.0998749, s], 1)) / 2, rel=1e-5)
     with pytest.raises(ValueError, match="also_mask"):
         in_batch_softmax_loss(q, p, 1.0, torch.tensor([0, 1]), also_mask=mask)
+
+
+def test_build_mask_known_positives_match_a_brute_force_reference() -> None:
+    rng = np.random.default_rng(0)
+    pos = torch.from_numpy(rng.integers(0, 30, 12))
+    extra = torch.from_numpy(rng.integers(0, 30, 40))  # repeats: one pin in several columns
+    known = [set(rng.integers(0, 30, int(rng.integers(0, 8))).tolist()) for _ in range(12)]
+    cols = torch.cat([pos, extra]).tolist()
+    expected = torch.zeros(12, len(cols), dtype=torch.bool)
+    for j in range(12):
+        for c, pid in enumerate(cols):
+            expected[j, c] = c != j and (pid == int(pos[j]) or pid in known[j])
+    assert torch.equal(build_mask(pos, extra, known), expected)

@@ -74,3 +74,20 @@ def test_typo_changes_one_letter_and_keeps_the_first() -> None:
 def test_no_usable_text_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="no pin text has a content word"):
         PseudoQueries(["In.", ""], query_lengths=[2])
+
+
+def test_matches_are_the_pins_holding_every_word_of_the_cut() -> None:
+    gen = PseudoQueries(TITLES, query_lengths=[2])
+    assert gen.matches(["stainless", "steel"]).tolist() == [1, 2]
+    assert gen.matches(["steel", "bowl"]).tolist() == [2]
+    assert gen.matches(["12"]).tolist() == [3]
+    assert gen.matches(["steel", "nothing"]).tolist() == []
+
+
+def test_draw_with_matches_draws_the_same_and_includes_the_own_pin() -> None:
+    gen = PseudoQueries(TITLES, query_lengths=[1, 2, 3], config=PseudoQueryConfig(typo_rate=0.5))
+    for seed in range(5):
+        queries, pins = gen.draw(4, np.random.default_rng(seed))
+        q2, p2, found = gen.draw_with_matches(4, np.random.default_rng(seed))
+        assert q2 == queries and np.array_equal(p2, pins)
+        assert all(int(p) in m.tolist() for p, m in zip(pins, found, strict=True))

@@ -74,7 +74,8 @@ def test_loss_falls_and_run_directory_is_complete(tmp_path: Path, tiny_bert_dir:
 
 def test_resume_continues_exactly_at_the_saved_step(tmp_path: Path, tiny_bert_dir: Path) -> None:
     data = _dataset(tmp_path / "data", dim=32)
-    kw = dict(schedule_steps=8, learn_temperature=True, random_negatives=-1, queue_size=8, pseudo_queries=4)
+    kw = dict(schedule_steps=8, learn_temperature=True, random_negatives=-1, queue_size=8, pseudo_queries=4,
+              pseudo_query_variants=True, mask_pseudo_query_matches=True)
     full = train(_config(data, tmp_path / "full", tiny_bert_dir, max_steps=8, **kw))
     half = train(_config(data, tmp_path / "half", tiny_bert_dir, max_steps=4, **kw))
     assert half.steps == 4
@@ -111,12 +112,14 @@ def test_cli_trains_a_few_steps(tmp_path: Path, tiny_bert_dir: Path) -> None:
     data = _dataset(tmp_path / "data", dim=32)
     rc = main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--base-model", str(tiny_bert_dir),
                "--max-steps", "3", "--batch-size", "8", "--threads", "1", "--no-progress",
-               "--pseudo-queries", "4", "--pseudo-query-weight", "0.25", "--mask-similar-pins", "0.95"])
+               "--pseudo-queries", "4", "--pseudo-query-weight", "0.25", "--mask-similar-pins", "0.95",
+               "--pseudo-query-variants", "--mask-pseudo-query-matches"])
     assert rc == 0
     summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
     assert summary["steps"] == 3 and summary["readout_init"] == "identity"
     cfg = summary["config"]
     assert (cfg["pseudo_queries"], cfg["pseudo_query_weight"], cfg["mask_similar_pins"]) == (4, 0.25, 0.95)
+    assert cfg["pseudo_query_variants"] is True and cfg["mask_pseudo_query_matches"] is True
 
 
 def test_train_layers_freezes_the_lower_encoder(tmp_path: Path, tiny_bert_dir: Path) -> None:
@@ -131,3 +134,15 @@ def test_train_layers_freezes_the_lower_encoder(tmp_path: Path, tiny_bert_dir: P
     assert not torch.equal(before["encoder.encoder.layer.1.output.dense.weight"], base["encoder.layer.1.output.dense.weight"])
     with pytest.raises(TrainDataError, match="between 0 and 2"):
         train(_config(data, tmp_path / "bad", tiny_bert_dir, max_steps=1, train_layers=5))
+
+
+def test_row_known_positives_adds_pseudo_query_matches_to_the_last_rows() -> None:
+    from encoders.train.trainer import _row_known_positives
+
+    known = {"red chair": {0, 3}, "trim kit": {7}}
+    assert _row_known_positives(None, ["red chair", "x"], None) is None
+    assert _row_known_positives(known, ["red chair", "x"], None) == [{0, 3}, set()]
+    rows = _row_known_positives(known, ["red chair", "trim kit", "wall mount"], [{7, 8}, {1, 2}])
+    assert rows == [{0, 3}, {7, 8}, {1, 2}]
+    assert known["trim kit"] == {7}  # the shared sets are not modified
+    assert _row_known_positives(None, ["a", "b"], [{5}]) == [set(), {5}]
