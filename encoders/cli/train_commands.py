@@ -77,6 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pseudo-query-variants", action="store_true",
                    help="vary pseudo-queries like real ones: plural forms, words cut short, and context words "
                    "learned from the training pairs (e.g. 'bathroom' for vanities)")
+    p.add_argument("--interpolate-start", type=float, default=1.0, metavar="ALPHA",
+                   help="save ALPHA x trained + (1 - ALPHA) x starting weights (WiSE-FT; Home Depot: 0.9 "
+                   "added 0.2-0.6 points Recall@10 in 5 of 5 runs); default 1 = the trained weights")
     p.add_argument("--mask-pseudo-query-matches", action="store_true",
                    help="in a pseudo-query's softmax row, mask the other pins whose text holds all words of "
                    "its cut (false negatives: 'wall mount' fits hundreds of titles)")
@@ -101,6 +104,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise CLIError(f"--length-buckets must be >= 1, got {args.length_buckets}")
     if args.batch_size < 2:
         raise CLIError(f"--batch-size must be >= 2 (in-batch negatives), got {args.batch_size}")
+    if not 0.0 <= args.interpolate_start <= 1.0:
+        raise CLIError(f"--interpolate-start must be in [0, 1], got {args.interpolate_start}")
     config = TrainConfig(
         data=args.data, out=args.out, base_model=args.base_model, pooling=args.pooling, max_length=args.max_length,
         train_layers=args.train_layers,
@@ -114,7 +119,7 @@ def run_train(args: argparse.Namespace) -> int:
         extra_positive_weight=args.extra_positive_weight, length_buckets=args.length_buckets,
         mask_similar_pins=args.mask_similar_pins, pseudo_queries=args.pseudo_queries,
         pseudo_query_weight=args.pseudo_query_weight, pseudo_query_variants=args.pseudo_query_variants,
-        mask_pseudo_query_matches=args.mask_pseudo_query_matches,
+        mask_pseudo_query_matches=args.mask_pseudo_query_matches, interpolate_start=args.interpolate_start,
         max_minutes=args.max_minutes, max_steps=args.max_steps,
         threads=args.threads, seed=args.seed, resume=args.resume, progress=not args.no_progress,
     )

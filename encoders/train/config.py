@@ -32,6 +32,8 @@ class TrainConfig:
     from the training pairs (plural forms, words cut short, added context words;
     :mod:`encoders.train.query_variants`); ``mask_pseudo_query_matches`` masks, in a pseudo-query's
     row, every other pin whose text holds all words of its cut (they fit it as well as its own pin).
+    ``interpolate_start`` α < 1 saves ``α × trained + (1 − α) × starting weights`` as the tower
+    (weight-space ensembling, WiSE-FT); the checkpoint keeps the trained weights for resuming.
     """
 
     data: str
@@ -68,6 +70,7 @@ class TrainConfig:
     pseudo_queries: int = 0
     pseudo_query_weight: float = 0.5
     pseudo_query_variants: bool = False
+    interpolate_start: float = 1.0
     mask_pseudo_query_matches: bool = False
     max_minutes: float | None = None
     max_steps: int | None = None

@@ -242,6 +242,14 @@ class _Augmenter:
         self.rng.bit_generator.state = state["rng"]
 
 
+def interpolate_weights(model: nn.Module, start: dict[str, torch.Tensor], alpha: float) -> None:
+    """In place: every floating-point weight becomes ``alpha × current + (1 − alpha) × start``."""
+    current = model.state_dict()
+    model.load_state_dict({
+        k: torch.lerp(start[k].to(v.dtype), v, alpha) if v.is_floating_point() else v for k, v in current.items()
+    })
+
+
 def _row_known_positives(
     known: dict[str, set[int]] | None, queries: list[str], pseudo_matches: list[set[int]] | None
 ) -> list[set[int]] | None:
@@ -284,6 +292,9 @@ def train(config: TrainConfig) -> TrainResult:
 
     tower = _build_tower(config, base_model, pin_emb.shape[1])
     freeze_lower_layers(tower, config.train_layers)
+    start_state = None
+    if config.interpolate_start < 1.0:  # the weights training starts from, for weight-space ensembling
+        start_state = {k: v.detach().clone() for k, v in tower.state_dict().items()}
     tokenizer = load_tokenizer(base_model)
     temperature = Temperature(config.temperature, learn=config.learn_temperature)
     hard = None
@@ -408,6 +419,8 @@ def train(config: TrainConfig) -> TrainResult:
         history.append((step, window_loss / window_n))
     save_checkpoint()
     tower.eval()
+    if start_state is not None:
+        interpolate_weights(tower, start_state, config.interpolate_start)
     tower.save(run_dir)
     wall = elapsed_before + time.perf_counter() - t_start
     final_loss = history[-1][1] if history else float("nan")

@@ -146,3 +146,24 @@ def test_row_known_positives_adds_pseudo_query_matches_to_the_last_rows() -> Non
     assert rows == [{0, 3}, {7, 8}, {1, 2}]
     assert known["trim kit"] == {7}  # the shared sets are not modified
     assert _row_known_positives(None, ["a", "b"], [{5}]) == [set(), {5}]
+
+
+def test_interpolate_start_saves_a_weighted_average_with_the_starting_weights(
+    tmp_path: Path, tiny_bert_dir: Path
+) -> None:
+    data = _dataset(tmp_path / "data", dim=32)
+    train(_config(data, tmp_path / "start", tiny_bert_dir, max_steps=0))
+    start = torch.load(tmp_path / "start" / "tower.pt", weights_only=True)
+    train(_config(data, tmp_path / "half", tiny_bert_dir, max_steps=3, interpolate_start=0.5))
+    trained = torch.load(tmp_path / "half" / "checkpoint.pt", weights_only=False)["model"]
+    saved = torch.load(tmp_path / "half" / "tower.pt", weights_only=True)
+    moved = [k for k in saved if not torch.equal(trained[k], start[k])]
+    assert moved  # training changed weights, and the saved tower sits halfway
+    assert all(torch.allclose(saved[k], (trained[k] + start[k]) / 2, atol=1e-6) for k in saved)
+
+
+def test_interpolate_start_out_of_range_is_a_cli_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from encoders.cli.main import main
+
+    rc = main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--interpolate-start", "1.5"])
+    assert rc == 2 and "--interpolate-start must be in [0, 1]" in capsys.readouterr().err

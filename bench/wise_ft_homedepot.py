@@ -1,0 +1,65 @@
+"""Weight-space ensembling (WiSE-FT) of trained Home Depot towers with their zero-shot start.
+
+For each ``alpha``, every weight becomes ``alpha * fine_tuned + (1 - alpha) * zero_shot`` (the
+zero-shot tower is the base model with the identity readout, i.e. where training started), and
+Recall@10/@100 is measured with the protocol of ``bench/train_homedepot.py``. ``alpha = 1`` is the
+trained tower itself.
+
+Usage::
+
+    python bench/wise_ft_homedepot.py RUN_DIR [RUN_DIR ...] [--alphas 1.0,0.9,0.8] [--data runs/homedepot]
+
+Appends one JSON line per (run, alpha) to ``bench/results/wise_ft_homedepot.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from train_homedepot import RESULTS, _commit, eval_pairs
+
+from encoders.eval.retrieval import exact_top_k, pair_hit_rank, recall_at_k
+
+WISE_RESULTS = RESULTS.with_name("wise_ft_homedepot.jsonl")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--alphas", default="1.0,0.9,0.8")
+    ap.add_argument("--data", type=Path, default=Path("runs/homedepot"))
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    import torch
+
+    from encoders.eval.baselines import zero_shot_tower
+    from encoders.model.tower import QueryTower, encode_texts, load_tokenizer
+
+    torch.set_num_threads(args.threads)
+    queries, pair_q, pair_p, pin_emb = eval_pairs(args.data)
+    commit = _commit()
+    for run in args.runs:
+        tower = QueryTower.load(run).eval()
+        tuned = {k: v.clone() for k, v in tower.state_dict().items()}
+        start = zero_shot_tower(tower.config.base_model, tower.config.max_length).state_dict()
+        tok = load_tokenizer(tower.config.base_model)
+        for alpha in (float(a) for a in args.alphas.split(",")):
+            tower.load_state_dict({
+                k: torch.lerp(start[k].float(), v.float(), alpha).to(v.dtype) if v.is_floating_point() else v
+                for k, v in tuned.items()
+            })
+            emb = encode_texts(tower, tok, queries, tower.config.max_length).numpy()
+            ids, _ = exact_top_k(emb, pin_emb, 100)
+            r = recall_at_k(pair_hit_rank(ids, pair_q, pair_p), [10, 100])
+            rec = {"run": str(run), "alpha": alpha, "commit": commit, "recall@10": r[10], "recall@100": r[100]}
+            print(json.dumps(rec), flush=True)
+            with WISE_RESULTS.open("a") as f:
+                f.write(json.dumps(rec) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
