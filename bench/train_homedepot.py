@@ -44,19 +44,26 @@ def eval_pairs(data: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarra
             pin_embedding_matrix(pins))
 
 
+def tower_recall(tower, queries: list[str], pair_query: np.ndarray, pair_pin: np.ndarray,
+                 pin_emb: np.ndarray) -> dict[str, float]:
+    """Recall@10/@100 of a :class:`~encoders.model.tower.QueryTower` on the eval pairs (exact search)."""
+    from encoders.model.tower import encode_texts, load_tokenizer
+
+    q = encode_texts(tower, load_tokenizer(tower.config.base_model), queries, tower.config.max_length).numpy()
+    ids, _ = exact_top_k(q, pin_emb, 100)
+    r = recall_at_k(pair_hit_rank(ids, pair_query, pair_pin), [10, 100])
+    return {"recall@10": r[10], "recall@100": r[100]}
+
+
 def evaluate_run(run: Path, data: Path, threads: int = 2) -> dict[str, float]:
     import torch
 
-    from encoders.model.tower import QueryTower, encode_texts, load_tokenizer
+    from encoders.model.tower import QueryTower
 
     torch.set_num_threads(threads)
     queries, pq_, pp, pin_emb = eval_pairs(data)
-    tower = QueryTower.load(run)
-    tok = load_tokenizer(tower.config.base_model)
-    q = encode_texts(tower, tok, queries, tower.config.max_length).numpy()
-    ids, _ = exact_top_k(q, pin_emb, 100)
-    r = recall_at_k(pair_hit_rank(ids, pq_, pp), [10, 100])
-    return {"recall@10": r[10], "recall@100": r[100], "eval_queries": len(queries), "eval_pairs": len(pp)}
+    rec = tower_recall(QueryTower.load(run), queries, pq_, pp, pin_emb)
+    return {**rec, "eval_queries": len(queries), "eval_pairs": len(pp)}
 
 
 def _commit() -> str | None:

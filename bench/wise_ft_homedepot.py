@@ -19,9 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from train_homedepot import RESULTS, _commit, eval_pairs
-
-from encoders.eval.retrieval import exact_top_k, pair_hit_rank, recall_at_k
+from train_homedepot import RESULTS, _commit, eval_pairs, tower_recall
 
 WISE_RESULTS = RESULTS.with_name("wise_ft_homedepot.jsonl")
 
@@ -36,7 +34,8 @@ def main() -> int:
     import torch
 
     from encoders.eval.baselines import zero_shot_tower
-    from encoders.model.tower import QueryTower, encode_texts, load_tokenizer
+    from encoders.model.tower import QueryTower
+    from encoders.train.trainer import interpolate_weights
 
     torch.set_num_threads(args.threads)
     queries, pair_q, pair_p, pin_emb = eval_pairs(args.data)
@@ -45,16 +44,11 @@ def main() -> int:
         tower = QueryTower.load(run).eval()
         tuned = {k: v.clone() for k, v in tower.state_dict().items()}
         start = zero_shot_tower(tower.config.base_model, tower.config.max_length).state_dict()
-        tok = load_tokenizer(tower.config.base_model)
         for alpha in (float(a) for a in args.alphas.split(",")):
-            tower.load_state_dict({
-                k: torch.lerp(start[k].float(), v.float(), alpha).to(v.dtype) if v.is_floating_point() else v
-                for k, v in tuned.items()
-            })
-            emb = encode_texts(tower, tok, queries, tower.config.max_length).numpy()
-            ids, _ = exact_top_k(emb, pin_emb, 100)
-            r = recall_at_k(pair_hit_rank(ids, pair_q, pair_p), [10, 100])
-            rec = {"run": str(run), "alpha": alpha, "commit": commit, "recall@10": r[10], "recall@100": r[100]}
+            tower.load_state_dict(tuned)
+            interpolate_weights(tower, start, alpha)
+            r = tower_recall(tower, queries, pair_q, pair_p, pin_emb)
+            rec = {"run": str(run), "alpha": alpha, "commit": commit, **r}
             print(json.dumps(rec), flush=True)
             with WISE_RESULTS.open("a") as f:
                 f.write(json.dumps(rec) + "\n")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,7 +61,7 @@ class LossOutput:
     accuracy: float
 
 
-def _columns_holding(col_ids: np.ndarray, wanted: Sequence[set[int]]) -> tuple[np.ndarray, np.ndarray]:
+def _columns_holding(col_ids: np.ndarray, wanted: Sequence[Collection[int]]) -> tuple[np.ndarray, np.ndarray]:
     """Every ``(row j, column c)`` with ``col_ids[c]`` in ``wanted[j]`` → ``(rows (H,), cols (H,))``
     int64; vectorised (one sort of the columns, one binary search per wanted id)."""
     sizes = np.fromiter((len(w) for w in wanted), dtype=np.int64, count=len(wanted))
@@ -79,7 +79,7 @@ def _columns_holding(col_ids: np.ndarray, wanted: Sequence[set[int]]) -> tuple[n
 def build_mask(
     pos_ids: torch.Tensor,
     extra_ids: torch.Tensor | None = None,
-    known_positives: list[set[int]] | None = None,
+    known_positives: Sequence[Collection[int]] | None = None,
 ) -> torch.Tensor:
     """Boolean ``(B, B + K)`` mask, True where a logit must be set to -inf.
 
@@ -128,7 +128,7 @@ def in_batch_softmax_loss(
     pos_ids: torch.Tensor,
     extra: torch.Tensor | Sequence[torch.Tensor] | None = None,
     extra_ids: torch.Tensor | None = None,
-    known_positives: list[set[int]] | None = None,
+    known_positives: Sequence[Collection[int]] | None = None,
     weights: torch.Tensor | None = None,
     also_mask: torch.Tensor | None = None,
 ) -> LossOutput:

@@ -21,7 +21,7 @@ variation off leaves every other draw unchanged.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -88,10 +88,9 @@ class ContextWords:
                 if len(w) < 3 or w in stopwords or w[0].isdigit() or w in title or _is_variant_of(w, title):
                     continue
                 added[kind][w].add(tuple(query_words))
-        counts = {kind: Counter({w: len(qs) for w, qs in by_word.items()}) for kind, by_word in added.items()}
         table: dict[str, tuple[list[str], np.ndarray]] = {}
-        for kind, c in counts.items():
-            kept = sorted((w, n) for w, n in c.items() if n >= min_word_count)
+        for kind, by_word in added.items():
+            kept = sorted((w, len(qs)) for w, qs in by_word.items() if len(qs) >= min_word_count)
             total = sum(n for _, n in kept)
             if total >= min_type_count:
                 table[kind] = ([w for w, _ in kept], np.array([n / total for _, n in kept]))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -218,15 +219,14 @@ class _Augmenter:
                 variants = QueryVariants(QueryVariantConfig.like_real_queries(), context)
             self.source = PseudoQueries(pin_texts, [len(q.split()) for q in queries], variants=variants)
 
-    def extend(self, batch: Batch) -> tuple[Batch, list[set[int]] | None]:
+    def extend(self, batch: Batch) -> tuple[Batch, list[np.ndarray] | None]:
         """The batch with the pseudo-query rows appended, and (with ``mask_pseudo_query_matches``)
         per appended row the pins that match its cut as well as its own pin does, else None."""
         if self.source is None:
             return batch, None
         matches = None
         if self.mask_matches:
-            queries, pins, found = self.source.draw_with_matches(self.n, self.rng)
-            matches = [set(m.tolist()) for m in found]
+            queries, pins, matches = self.source.draw_with_matches(self.n, self.rng)
         else:
             queries, pins = self.source.draw(self.n, self.rng)
         return Batch(
@@ -251,17 +251,18 @@ def interpolate_weights(model: nn.Module, start: dict[str, torch.Tensor], alpha:
 
 
 def _row_known_positives(
-    known: dict[str, set[int]] | None, queries: list[str], pseudo_matches: list[set[int]] | None
-) -> list[set[int]] | None:
+    known: dict[str, set[int]] | None, queries: list[str], pseudo_matches: Sequence[Collection[int]] | None
+) -> list[Collection[int]] | None:
     """Per row of a batch of ``queries``, the pins masked as known positives: those of ``known`` for
     each query text, and for the last ``len(pseudo_matches)`` rows (pseudo-queries) their lexical
     matches as well; None when there is nothing to mask."""
     if known is None and pseudo_matches is None:
         return None
-    rows = [known.get(q, set()) if known is not None else set() for q in queries]
+    rows: list[Collection[int]] = [known.get(q, set()) if known is not None else set() for q in queries]
     if pseudo_matches:
         first = len(queries) - len(pseudo_matches)
-        rows[first:] = [r | m for r, m in zip(rows[first:], pseudo_matches, strict=True)]
+        # a pseudo-query rarely has known positives of its own: keep its matches as they come then
+        rows[first:] = [r.union(m) if r else m for r, m in zip(rows[first:], pseudo_matches, strict=True)]
     return rows
 
 
