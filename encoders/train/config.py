@@ -34,6 +34,10 @@ class TrainConfig:
     row, every other pin whose text holds all words of its cut (they fit it as well as its own pin).
     ``interpolate_start`` α < 1 saves ``α × trained + (1 − α) × starting weights`` as the tower
     (weight-space ensembling, WiSE-FT); the checkpoint keeps the trained weights for resuming.
+    ``precision`` ``"bf16"`` runs the tower's forward pass under CPU bfloat16 autocast and takes the
+    query × pin dot products in bfloat16 (float32 accumulation; weights, gradients, optimizer,
+    logits and softmax stay float32): faster steps on a CPU with native bfloat16 (AVX512-BF16 /
+    AMX), slower on one without.
     """
 
     data: str
@@ -72,6 +76,7 @@ class TrainConfig:
     pseudo_query_variants: bool = False
     interpolate_start: float = 1.0
     mask_pseudo_query_matches: bool = False
+    precision: Literal["fp32", "bf16"] = "fp32"
     max_minutes: float | None = None
     max_steps: int | None = None
     schedule_steps: int | None = None

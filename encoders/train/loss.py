@@ -76,34 +76,50 @@ def _columns_holding(col_ids: np.ndarray, wanted: Sequence[Collection[int]]) -> 
     return rows, order[first + within].astype(np.int64)
 
 
+def mask_cells(
+    pos_ids: torch.Tensor,
+    extra_ids: torch.Tensor | None = None,
+    known_positives: Sequence[Collection[int]] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cells of a ``(B, B + K)`` logit matrix that must be set to -inf, as ``(rows (H,), cols (H,))``
+    int64 (sparse: a few per row, where a dense mask would be B × (B + K) booleans).
+
+    ``pos_ids (B,)`` int64 pin ids of the batch positives; ``extra_ids (K,)`` int64 ids of the extra
+    negative columns; ``known_positives[j]`` = all pin ids known relevant for query j. A cell may be
+    listed twice; the diagonal (each row's label) never is.
+    """
+    b = pos_ids.shape[0]
+    col_ids = (pos_ids if extra_ids is None else torch.cat([pos_ids, extra_ids])).numpy()
+    if known_positives is not None and len(known_positives) != b:
+        raise ValueError(f"known_positives has {len(known_positives)} rows, batch has {b}")
+    wanted: Sequence[Collection[int]] = [(int(p),) for p in pos_ids.tolist()]  # same pin as the row's positive
+    rows, cols = _columns_holding(col_ids, wanted)
+    if known_positives is not None:
+        k_rows, k_cols = _columns_holding(col_ids, known_positives)
+        rows, cols = np.concatenate([rows, k_rows]), np.concatenate([cols, k_cols])
+    keep = rows != cols  # the label column (row j's own diagonal) stays
+    return torch.from_numpy(rows[keep]), torch.from_numpy(cols[keep])
+
+
 def build_mask(
     pos_ids: torch.Tensor,
     extra_ids: torch.Tensor | None = None,
     known_positives: Sequence[Collection[int]] | None = None,
 ) -> torch.Tensor:
-    """Boolean ``(B, B + K)`` mask, True where a logit must be set to -inf.
-
-    ``pos_ids (B,)`` int64 pin ids of the batch positives; ``extra_ids (K,)`` int64 ids of the extra
-    negative columns; ``known_positives[j]`` = all pin ids known relevant for query j.
-    """
+    """Boolean ``(B, B + K)`` mask, True where a logit must be set to -inf: the dense form of
+    :func:`mask_cells` (same arguments)."""
     b = pos_ids.shape[0]
-    col_ids = pos_ids if extra_ids is None else torch.cat([pos_ids, extra_ids])
-    mask = col_ids.unsqueeze(0) == pos_ids.unsqueeze(1)  # same pin as the row's positive
-    mask[torch.arange(b), torch.arange(b)] = False  # the label itself stays
-    if known_positives is not None:
-        if len(known_positives) != b:
-            raise ValueError(f"known_positives has {len(known_positives)} rows, batch has {b}")
-        rows, cols = _columns_holding(col_ids.numpy(), known_positives)
-        keep = rows != cols  # the label column (row j's own diagonal) stays
-        if keep.any():
-            mask[torch.from_numpy(rows[keep]), torch.from_numpy(cols[keep])] = True
+    k = 0 if extra_ids is None else extra_ids.shape[0]
+    mask = torch.zeros((b, b + k), dtype=torch.bool)
+    rows, cols = mask_cells(pos_ids, extra_ids, known_positives)
+    mask[rows, cols] = True
     return mask
 
 
 def column_scores(x: torch.Tensor, p: torch.Tensor, extra: Sequence[torch.Tensor]) -> torch.Tensor:
     """Dot products of rows ``x (B, D)`` with every column: the batch positives ``p (B, D)`` then the
     extra blocks ``(K_b, D)`` in order → ``(B, B + K)``."""
-    return torch.cat([x @ p.T, *[x @ e.to(x.dtype).T for e in extra]], dim=1)
+    return torch.cat([x @ p.to(x.dtype).T, *[x @ e.to(x.dtype).T for e in extra]], dim=1)
 
 
 def near_duplicate_mask(
@@ -131,6 +147,7 @@ def in_batch_softmax_loss(
     known_positives: Sequence[Collection[int]] | None = None,
     weights: torch.Tensor | None = None,
     also_mask: torch.Tensor | None = None,
+    score_dtype: torch.dtype | None = None,
 ) -> LossOutput:
     """Cross-entropy of each query against its own positive among all (unmasked) columns.
 
@@ -140,21 +157,28 @@ def in_batch_softmax_loss(
     frozen matrix) and ``extra_ids (K,)`` optional extra negatives, ``weights (B,)`` optional per-pair weights (graded
     positives; the loss is the weighted mean) and ``also_mask (B, B + K)`` bool, more columns to mask
     (e.g. near-duplicates of the row's positive, see :func:`near_duplicate_mask`; the label column
-    is never masked). Returns :class:`LossOutput`.
+    is never masked). ``score_dtype`` (e.g. ``torch.bfloat16``) computes the dot products in that
+    dtype (float32 accumulation; pass ``extra`` already in it to skip a per-step cast); the logits,
+    softmax and loss stay float32. Returns :class:`LossOutput`.
     """
     if q.shape != p.shape:
         raise ValueError(f"q {tuple(q.shape)} and p {tuple(p.shape)} must have the same shape (B, D)")
     if (extra is None) != (extra_ids is None):
         raise ValueError("extra and extra_ids must be given together")
     blocks = [] if extra is None else ([extra] if isinstance(extra, torch.Tensor) else list(extra))
-    logits = column_scores(q, p, blocks) / temperature
-    mask = build_mask(pos_ids, extra_ids, known_positives).to(logits.device)
+    q_scaled = q / temperature  # (B, D): dividing q, not the (B, B + K) logits, saves a pass over them
+    if score_dtype is None:
+        logits = column_scores(q_scaled, p, blocks)
+    else:
+        logits = column_scores(q_scaled.to(score_dtype), p, blocks).float()
+    rows, cols = mask_cells(pos_ids, extra_ids, known_positives)
+    logits[rows.to(logits.device), cols.to(logits.device)] = NEG_INF  # in place: no (B, B + K) copy
     if also_mask is not None:
-        if also_mask.shape != mask.shape:
-            raise ValueError(f"also_mask {tuple(also_mask.shape)} must have the logits' shape {tuple(mask.shape)}")
-        mask = mask | also_mask.to(mask.device)
-        mask[torch.arange(q.shape[0]), torch.arange(q.shape[0])] = False
-    logits = logits.masked_fill(mask, NEG_INF)
+        if also_mask.shape != logits.shape:
+            raise ValueError(f"also_mask {tuple(also_mask.shape)} must have the logits' shape {tuple(logits.shape)}")
+        also = also_mask.to(logits.device).clone()
+        also[torch.arange(q.shape[0]), torch.arange(q.shape[0])] = False  # the label is never masked
+        logits = logits.masked_fill(also, NEG_INF)
     labels = torch.arange(q.shape[0], device=q.device)
     per_row = nn.functional.cross_entropy(logits, labels, reduction="none")
     if weights is None:

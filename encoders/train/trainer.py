@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -275,6 +276,9 @@ def train(config: TrainConfig) -> TrainResult:
     t_start = time.perf_counter()
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
+    if config.precision == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        warnings.warn("--precision bf16 on a CPU without native bfloat16: emulated, likely slower than fp32",
+                      stacklevel=2)
     run_dir = Path(config.out)
     ckpt_path = run_dir / CHECKPOINT
     if run_dir.exists() and (run_dir / "train_summary.json").exists() and not config.resume:
@@ -290,6 +294,8 @@ def train(config: TrainConfig) -> TrainResult:
     judged = _judged_by_query(judgments, pin_index)
     known = _known_positives(pairs, judged, config) if config.mask_known_positives else None
     pins_t = torch.from_numpy(np.array(pin_emb, dtype=np.float32, copy=True))
+    score_dtype = torch.bfloat16 if config.precision == "bf16" else None
+    pins_scored = pins_t if score_dtype is None else pins_t.to(score_dtype)  # the negative columns' copy
 
     tower = _build_tower(config, base_model, pin_emb.shape[1])
     freeze_lower_layers(tower, config.train_layers)
@@ -371,13 +377,15 @@ def train(config: TrainConfig) -> TrainResult:
                 stopped_by = "max_minutes"
                 break
             batch, pseudo_matches = augmenter.extend(next(batches))
-            q = embed_in_length_buckets(tower, tokenizer, batch.queries, config.max_length, config.length_buckets)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                q = embed_in_length_buckets(tower, tokenizer, batch.queries, config.max_length, config.length_buckets)
+            q = q.float()
             pos = torch.from_numpy(batch.pin_idx)
             sampled = negatives.draw(batch.queries, batch.pin_idx)
-            blocks = [] if sampled is None else [pins_t[sampled]]
+            blocks = [] if sampled is None else [pins_scored[sampled]]
             id_parts = [] if sampled is None else [sampled]
             if negatives.full:
-                blocks.append(pins_t)
+                blocks.append(pins_scored)
                 id_parts.append(all_ids)
             p_pos = pins_t[pos]
             also = None
@@ -387,7 +395,7 @@ def train(config: TrainConfig) -> TrainResult:
                 q, p_pos, temperature(), pos,
                 extra=blocks or None, extra_ids=torch.cat(id_parts) if id_parts else None,
                 known_positives=_row_known_positives(known, batch.queries, pseudo_matches),
-                weights=torch.from_numpy(batch.weights), also_mask=also,
+                weights=torch.from_numpy(batch.weights), also_mask=also, score_dtype=score_dtype,
             )
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
