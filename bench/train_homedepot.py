@@ -8,6 +8,7 @@ Usage::
 
     python bench/train_homedepot.py --name NAME [--data runs/homedepot] -- <searchsage train args>
     python bench/train_homedepot.py --name zero-shot --eval-only RUN_DIR   # evaluate an existing run
+    python bench/train_homedepot.py --name N --split validation --eval-only RUN_DIR   # validation split
 
 Appends one JSON line per run to ``bench/results/train_homedepot.jsonl``
 (name, command, wall time, steps, Recall@10/@100).
@@ -24,20 +25,22 @@ from pathlib import Path
 import numpy as np
 
 from encoders.data.schema import DatasetPaths, pin_embedding_matrix, read_table
-from encoders.data.split import is_eval_query
+from encoders.data.split import is_eval_query, is_validation_query
 from encoders.eval.retrieval import exact_top_k, pair_hit_rank, recall_at_k
 
 RESULTS = Path(__file__).parent / "results" / "train_homedepot.jsonl"
 
 
-def eval_pairs(data: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """``(eval queries, pair_query (P,), pair_pin (P,), pin_emb (N, D))`` for the eval split."""
+def eval_pairs(data: Path, split: str = "eval") -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """``(queries, pair_query (P,), pair_pin (P,), pin_emb (N, D))`` for the ``"eval"`` split or the
+    ``"validation"`` split (held out of training only by ``--hold-out-validation``)."""
+    in_split = {"eval": is_eval_query, "validation": is_validation_query}[split]
     paths = DatasetPaths(data)
     pins = read_table(paths.pins, "pins")
     index = {p: i for i, p in enumerate(pins.column("pin_id").to_pylist())}
     eng = read_table(paths.engagements, "engagements")
     pairs = sorted({(q, p) for q, p in zip(eng.column("query").to_pylist(), eng.column("pin_id").to_pylist(),
-                                           strict=True) if is_eval_query(q)})
+                                           strict=True) if in_split(q)})
     queries = sorted({q for q, _ in pairs})
     qi = {q: i for i, q in enumerate(queries)}
     return (queries, np.array([qi[q] for q, _ in pairs]), np.array([index[p] for _, p in pairs]),
@@ -55,15 +58,16 @@ def tower_recall(tower, queries: list[str], pair_query: np.ndarray, pair_pin: np
     return {"recall@10": r[10], "recall@100": r[100]}
 
 
-def evaluate_run(run: Path, data: Path, threads: int = 2) -> dict[str, float]:
+def evaluate_run(run: Path, data: Path, threads: int = 2, split: str = "eval") -> dict[str, float]:
     import torch
 
     from encoders.model.tower import QueryTower
 
     torch.set_num_threads(threads)
-    queries, pq_, pp, pin_emb = eval_pairs(data)
+    queries, pq_, pp, pin_emb = eval_pairs(data, split)
     rec = tower_recall(QueryTower.load(run), queries, pq_, pp, pin_emb)
-    return {**rec, "eval_queries": len(queries), "eval_pairs": len(pp)}
+    return {**rec, "eval_queries": len(queries), "eval_pairs": len(pp)} if split == "eval" else \
+        {**rec, "split": split, "queries": len(queries), "pairs": len(pp)}
 
 
 def _commit() -> str | None:
@@ -84,6 +88,8 @@ def main() -> int:
     ap.add_argument("--name", required=True)
     ap.add_argument("--data", default="runs/homedepot")
     ap.add_argument("--eval-only", default=None, help="evaluate this run directory, do not train")
+    ap.add_argument("--split", choices=("eval", "validation"), default="eval",
+                    help="score on the eval split (default) or the validation split (train with --hold-out-validation)")
     ap.add_argument("train_args", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     data = Path(args.data)
@@ -109,7 +115,7 @@ def main() -> int:
         loss = summary["final_loss"]
         rec.update(steps=summary["steps"], epochs=summary["epochs"], train_wall_time_s=summary["wall_time_s"],
                    final_loss=None if loss != loss else loss, temperature=summary["temperature"])
-    rec.update(evaluate_run(run, data))
+    rec.update(evaluate_run(run, data, split=args.split))
     print(json.dumps(rec))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a") as f:

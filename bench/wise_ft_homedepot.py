@@ -7,7 +7,7 @@ trained tower itself.
 
 Usage::
 
-    python bench/wise_ft_homedepot.py RUN_DIR [RUN_DIR ...] [--alphas 1.0,0.9,0.8] [--data runs/homedepot]
+    python bench/wise_ft_homedepot.py RUN_DIR [RUN_DIR ...] [--alphas 1.0,0.9,0.8] [--data runs/homedepot] [--split validation]
 
 Appends one JSON line per (run, alpha) to ``bench/results/wise_ft_homedepot.jsonl``.
 """
@@ -30,6 +30,9 @@ def main() -> int:
     ap.add_argument("--alphas", default="1.0,0.9,0.8")
     ap.add_argument("--data", type=Path, default=Path("runs/homedepot"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--split", choices=("eval", "validation"), default="eval",
+                    help="score on the eval split or the validation split (to choose alpha honestly: runs "
+                    "trained with --hold-out-validation)")
     args = ap.parse_args()
     import torch
 
@@ -38,7 +41,7 @@ def main() -> int:
     from encoders.train.trainer import interpolate_weights
 
     torch.set_num_threads(args.threads)
-    queries, pair_q, pair_p, pin_emb = eval_pairs(args.data)
+    queries, pair_q, pair_p, pin_emb = eval_pairs(args.data, args.split)
     commit = _commit()
     for run in args.runs:
         tower = QueryTower.load(run).eval()
@@ -49,6 +52,8 @@ def main() -> int:
             interpolate_weights(tower, start, alpha)
             r = tower_recall(tower, queries, pair_q, pair_p, pin_emb)
             rec = {"run": str(run), "alpha": alpha, "commit": commit, **r}
+            if args.split != "eval":
+                rec["split"] = args.split
             print(json.dumps(rec), flush=True)
             with WISE_RESULTS.open("a") as f:
                 f.write(json.dumps(rec) + "\n")

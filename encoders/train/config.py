@@ -37,7 +37,9 @@ class TrainConfig:
     ``precision`` ``"bf16"`` runs the tower's forward pass under CPU bfloat16 autocast and takes the
     query × pin dot products in bfloat16 (float32 accumulation; weights, gradients, optimizer,
     logits and softmax stay float32): faster steps on a CPU with native bfloat16 (AVX512-BF16 /
-    AMX), slower on one without.
+    AMX), slower on one without. ``hold_out_validation`` also keeps the validation queries
+    (:func:`~encoders.data.split.is_validation_query`, ~10%) out of training, so settings can be
+    chosen on them instead of on the eval split.
     """
 
     data: str
@@ -77,6 +79,7 @@ class TrainConfig:
     interpolate_start: float = 1.0
     mask_pseudo_query_matches: bool = False
     precision: Literal["fp32", "bf16"] = "fp32"
+    hold_out_validation: bool = False
     max_minutes: float | None = None
     max_steps: int | None = None
     schedule_steps: int | None = None

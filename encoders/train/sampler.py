@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from encoders.data.split import is_eval_query
+from encoders.data.split import is_eval_query, is_validation_query
 
 DEFAULT_TASK_WEIGHTS: Mapping[str, float] = {"organic": 0.5, "shopping": 0.5}
 
@@ -51,8 +51,11 @@ def training_pairs(
     judgments: pa.Table | None = None,
     extra_positive_grade: float | None = None,
     extra_positive_weight: float = 0.5,
+    hold_out_validation: bool = False,
 ) -> TrainingPairs:
-    """Pairs of the TRAIN split: engagements of non-eval queries (weight 1).
+    """Pairs of the TRAIN split: engagements of non-eval queries (weight 1); with
+    ``hold_out_validation`` the validation queries (:func:`~encoders.data.split.is_validation_query`)
+    are left out too.
 
     With ``judgments`` and ``extra_positive_grade`` g, judged pairs with ``grade >= g`` that are not
     already engagements are added with ``extra_positive_weight`` ("graded positives", task
@@ -64,11 +67,15 @@ def training_pairs(
     tasks = engagements.column("task").to_pylist()
     q_out, p_out, t_out, w_out = [], [], [], []
     seen: set[tuple[str, str]] = set()
+
+    def held_out(q: str) -> bool:
+        return is_eval_query(q) or (hold_out_validation and is_validation_query(q))
+
     for row, (q, pid, t) in enumerate(zip(queries, pins, tasks, strict=True)):
         if pid not in pin_index:
             raise ValueError(f"engagements row {row}: pin_id {pid!r} is not in pins.parquet")
         seen.add((q, pid))
-        if is_eval_query(q):
+        if held_out(q):
             continue
         q_out.append(q), p_out.append(pin_index[pid]), t_out.append(t), w_out.append(1.0)
     if judgments is not None and extra_positive_grade is not None:
@@ -78,7 +85,7 @@ def training_pairs(
             judgments.column("pin_id").to_pylist(),
             judgments.column("grade").to_pylist(), strict=True,
         ):
-            if g >= extra_positive_grade and (q, pid) not in seen and pid in pin_index and not is_eval_query(q):
+            if g >= extra_positive_grade and (q, pid) not in seen and pid in pin_index and not held_out(q):
                 seen.add((q, pid))
                 q_out.append(q), p_out.append(pin_index[pid]), t_out.append(base_task)
                 w_out.append(extra_positive_weight)

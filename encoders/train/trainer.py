@@ -289,7 +289,8 @@ def train(config: TrainConfig) -> TrainResult:
     pin_ids, pin_texts, pin_emb, engagements, judgments = load_training_data(config.data)
     run_dir.mkdir(parents=True, exist_ok=True)
     pin_index = {p: i for i, p in enumerate(pin_ids)}
-    pairs = training_pairs(engagements, pin_index, judgments, config.extra_positive_grade, config.extra_positive_weight)
+    pairs = training_pairs(engagements, pin_index, judgments, config.extra_positive_grade, config.extra_positive_weight,
+                           hold_out_validation=config.hold_out_validation)
     sampler = PairSampler(pairs, config.batch_size, config.seed, config.max_per_pin, config.task_weights)
     judged = _judged_by_query(judgments, pin_index)
     known = _known_positives(pairs, judged, config) if config.mask_known_positives else None

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from encoders.train.loss import Temperature, build_mask, in_batch_softmax_loss, near_duplicate_mask
 
@@ -125,3 +126,21 @@ def test_build_mask_known_positives_match_a_brute_force_reference() -> None:
         for c, pid in enumerate(cols):
             expected[j, c] = c != j and (pid == int(pos[j]) or pid in known[j])
     assert torch.equal(build_mask(pos, extra, known), expected)
+
+
+def test_bfloat16_scores_give_the_float32_loss_and_gradient_to_within_one_percent() -> None:
+    g = torch.Generator().manual_seed(0)
+    q = nn.functional.normalize(torch.randn(8, 32, generator=g), dim=1).requires_grad_(True)
+    p = nn.functional.normalize(torch.randn(8, 32, generator=g), dim=1)
+    extra = nn.functional.normalize(torch.randn(50, 32, generator=g), dim=1)
+    pos, ids = torch.arange(8), torch.arange(100, 150)
+    full = in_batch_softmax_loss(q, p, 0.05, pos, extra=extra, extra_ids=ids, known_positives=[{100}] * 8)
+    (grad_full,) = torch.autograd.grad(full.loss, q)
+    half = in_batch_softmax_loss(q, p, 0.05, pos, extra=extra.bfloat16(), extra_ids=ids,
+                                 known_positives=[{100}] * 8, score_dtype=torch.bfloat16)
+    (grad_half,) = torch.autograd.grad(half.loss, q)
+    assert half.logits.dtype == torch.float32 and torch.isneginf(half.logits[:, 8]).all()  # pin 100 masked
+    assert abs(half.loss.item() - full.loss.item()) < 5e-3 * full.loss.item()
+    assert grad_half.dtype == torch.float32
+    assert float((grad_half - grad_full).norm() / grad_full.norm()) < 1e-2  # bf16 keeps ~3 significant digits
+    assert not torch.allclose(half.logits, full.logits, atol=0)  # the bfloat16 path was really taken

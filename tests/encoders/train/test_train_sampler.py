@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from encoders.data.split import is_eval_query
+from encoders.data.split import is_eval_query, is_validation_query
 from encoders.train.sampler import PairSampler, TrainingPairs, training_pairs
 
 
@@ -42,6 +42,18 @@ def test_training_pairs_drop_eval_queries_and_add_graded_positives() -> None:
     assert extra == ([("query 1", 1, 0.25)] if not is_eval_query("query 1") else [])
     with pytest.raises(ValueError, match=r"row 0: pin_id 'zzz'"):
         training_pairs(_engagements([("x", "zzz", "organic")]), {"a": 0})
+
+
+def test_hold_out_validation_drops_validation_queries_and_keeps_the_rest() -> None:
+    queries = [f"query {i}" for i in range(80)]
+    val_q = {q for q in queries if is_validation_query(q)}
+    eval_q = {q for q in queries if is_eval_query(q)}
+    assert val_q and eval_q and not val_q & eval_q, "the fixture needs disjoint validation and eval queries"
+    eng = _engagements([(q, "a", "shopping") for q in queries])
+    judg = pa.table({"query": sorted(val_q), "pin_id": ["b"] * len(val_q), "grade": [3.0] * len(val_q)})
+    kept = set(training_pairs(eng, {"a": 0, "b": 1}, judg, 2.33, hold_out_validation=True).queries.tolist())
+    assert kept == set(queries) - val_q - eval_q  # graded positives of validation queries stay out too
+    assert set(training_pairs(eng, {"a": 0, "b": 1}).queries.tolist()) == set(queries) - eval_q
 
 
 def test_cap_limits_each_pin_per_epoch() -> None:

@@ -167,3 +167,22 @@ def test_interpolate_start_out_of_range_is_a_cli_error(tmp_path: Path, capsys: p
 
     rc = main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--interpolate-start", "1.5"])
     assert rc == 2 and "--interpolate-start must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_bf16_precision_trains_and_saves_float32_weights(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    data = _dataset(tmp_path / "data", dim=16)
+    result = train(_config(data, tmp_path / "run", tiny_bert_dir, max_steps=40, random_negatives=-1,
+                           precision="bf16"))
+    assert result.history[-1][1] < 0.7 * result.history[0][1], result.history
+    saved = torch.load(tmp_path / "run" / "tower.pt", map_location="cpu", weights_only=True)
+    assert {v.dtype for v in saved.values() if v.is_floating_point()} == {torch.float32}
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["config"]["precision"] == "bf16"
+
+
+def test_unknown_precision_is_a_cli_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from encoders.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--precision", "fp16"])
+    assert exc.value.code == 2 and "invalid choice: 'fp16'" in capsys.readouterr().err
