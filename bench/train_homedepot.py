@@ -66,8 +66,9 @@ def evaluate_run(run: Path, data: Path, threads: int = 2, split: str = "eval") -
     torch.set_num_threads(threads)
     queries, pq_, pp, pin_emb = eval_pairs(data, split)
     rec = tower_recall(QueryTower.load(run), queries, pq_, pp, pin_emb)
-    return {**rec, "eval_queries": len(queries), "eval_pairs": len(pp)} if split == "eval" else \
-        {**rec, "split": split, "queries": len(queries), "pairs": len(pp)}
+    if split == "eval":  # the keys of the earlier log lines
+        return {**rec, "eval_queries": len(queries), "eval_pairs": len(pp)}
+    return {**rec, "split": split, "queries": len(queries), "pairs": len(pp)}
 
 
 def _commit() -> str | None:
