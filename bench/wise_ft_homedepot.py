@@ -38,7 +38,7 @@ def main() -> int:
 
     from encoders.eval.baselines import zero_shot_tower
     from encoders.model.tower import QueryTower
-    from encoders.train.trainer import interpolate_weights
+    from encoders.train.weight_space import interpolate_weights
 
     torch.set_num_threads(args.threads)
     queries, pair_q, pair_p, pin_emb = eval_pairs(args.data, args.split)

@@ -89,6 +89,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--hold-out-validation", action="store_true",
                    help="also keep the validation queries (md5 %% 10 == 1, ~10%%) out of training, to choose "
                    "settings on them rather than on the eval split")
+    p.add_argument("--average-last", type=float, default=0.0, metavar="FRACTION",
+                   help="also save the average of the weights over the last FRACTION of training "
+                   "(tail averaging) as a second tower in OUT/average/ (default 0 = off)")
     p.add_argument("--max-minutes", type=float, default=None, help="time budget; stops cleanly when spent")
     p.add_argument("--max-steps", type=int, default=None, help="step budget")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
@@ -112,6 +115,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise CLIError(f"--batch-size must be >= 2 (in-batch negatives), got {args.batch_size}")
     if not 0.0 <= args.interpolate_start <= 1.0:
         raise CLIError(f"--interpolate-start must be in [0, 1], got {args.interpolate_start}")
+    if not 0.0 <= args.average_last < 1.0:
+        raise CLIError(f"--average-last must be in [0, 1), got {args.average_last}")
     config = TrainConfig(
         data=args.data, out=args.out, base_model=args.base_model, pooling=args.pooling, max_length=args.max_length,
         train_layers=args.train_layers,
@@ -126,7 +131,8 @@ def run_train(args: argparse.Namespace) -> int:
         mask_similar_pins=args.mask_similar_pins, pseudo_queries=args.pseudo_queries,
         pseudo_query_weight=args.pseudo_query_weight, pseudo_query_variants=args.pseudo_query_variants,
         mask_pseudo_query_matches=args.mask_pseudo_query_matches, interpolate_start=args.interpolate_start,
-        precision=args.precision, hold_out_validation=args.hold_out_validation, max_minutes=args.max_minutes, max_steps=args.max_steps,
+        precision=args.precision, hold_out_validation=args.hold_out_validation,
+        average_last=args.average_last, max_minutes=args.max_minutes, max_steps=args.max_steps,
         threads=args.threads, seed=args.seed, resume=args.resume, progress=not args.no_progress,
     )
     try:

@@ -39,7 +39,9 @@ class TrainConfig:
     logits and softmax stay float32): faster steps on a CPU with native bfloat16 (AVX512-BF16 /
     AMX), slower on one without. ``hold_out_validation`` also keeps the validation queries
     (:func:`~encoders.data.split.is_validation_query`, ~10%) out of training, so settings can be
-    chosen on them instead of on the eval split.
+    chosen on them instead of on the eval split. ``average_last`` f > 0 also keeps the uniform
+    average of the trained weights over the last fraction f of the schedule (tail averaging, as in
+    SWA) and saves it as a second tower in ``RUN/average/``; the run's own tower stays the final weights.
     """
 
     data: str
@@ -80,6 +82,7 @@ class TrainConfig:
     mask_pseudo_query_matches: bool = False
     precision: Literal["fp32", "bf16"] = "fp32"
     hold_out_validation: bool = False
+    average_last: float = 0.0
     max_minutes: float | None = None
     max_steps: int | None = None
     schedule_steps: int | None = None

@@ -9,6 +9,7 @@
     train_log.jsonl                  one JSON object per logging step
     train_summary.json               config, steps, epochs, wall time, final loss, stop reason
     hard_negatives.npz               mined hard negatives (when used; reused on resume)
+    average/                         the tail-averaged tower (with --average-last)
 
 The pin matrix ``(P, D)`` is frozen; when D differs from the encoder's hidden size the readout is
 randomly initialised, otherwise it starts as the identity (the untrained tower = zero-shot model).
@@ -48,8 +49,10 @@ from encoders.train.negatives import (
 from encoders.train.pseudo_queries import PseudoQueries, learn_context_words
 from encoders.train.query_variants import QueryVariantConfig, QueryVariants
 from encoders.train.sampler import Batch, PairSampler, TrainingPairs, training_pairs
+from encoders.train.weight_space import TailAverage, interpolate_weights
 
 CHECKPOINT = "checkpoint.pt"
+AVERAGE_DIR = "average"  # the tail-averaged tower (--average-last)
 
 
 class TrainDataError(ValueError):
@@ -243,14 +246,6 @@ class _Augmenter:
         self.rng.bit_generator.state = state["rng"]
 
 
-def interpolate_weights(model: nn.Module, start: dict[str, torch.Tensor], alpha: float) -> None:
-    """In place: every floating-point weight becomes ``alpha × current + (1 − alpha) × start``."""
-    current = model.state_dict()
-    model.load_state_dict({
-        k: torch.lerp(start[k].to(v.dtype), v, alpha) if v.is_floating_point() else v for k, v in current.items()
-    })
-
-
 def _row_known_positives(
     known: dict[str, set[int]] | None, queries: list[str], pseudo_matches: Sequence[Collection[int]] | None
 ) -> list[Collection[int]] | None:
@@ -337,6 +332,7 @@ def train(config: TrainConfig) -> TrainResult:
         optimizer, lambda _step: lr_factor(progress["value"], config.warmup_ratio)
     )
 
+    average = TailAverage(tower, config.average_last)
     step, elapsed_before = 0, 0.0
     if config.resume:
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -349,6 +345,8 @@ def train(config: TrainConfig) -> TrainResult:
         if "augmenter" in state:
             augmenter.load_state_dict(state["augmenter"])
         torch.set_rng_state(state["torch_rng"])
+        if "average" in state:
+            average.load_state_dict(state["average"])
         step, elapsed_before = int(state["step"]), float(state.get("elapsed_s", 0.0))
 
     def save_checkpoint() -> None:
@@ -356,7 +354,7 @@ def train(config: TrainConfig) -> TrainResult:
             "model": tower.state_dict(), "temperature": temperature.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "sampler": sampler.state_dict(), "negatives": negatives.state_dict(),
-            "augmenter": augmenter.state_dict(),
+            "augmenter": augmenter.state_dict(), "average": average.state_dict(),
             "torch_rng": torch.get_rng_state(), "step": step, "config": config.to_dict(),
             "elapsed_s": elapsed_before + time.perf_counter() - t_start,
         }
@@ -405,6 +403,7 @@ def train(config: TrainConfig) -> TrainResult:
             elapsed = elapsed_before + time.perf_counter() - t_start
             progress["value"] = max((step + 1) / sched_steps, elapsed / budget_s if budget_s else 0.0)
             scheduler.step()
+            average.update(progress["value"])
             step += 1
             window_loss, window_acc, window_n = window_loss + float(out.loss.detach()), window_acc + out.accuracy, window_n + 1
             bar.update(1)
@@ -432,6 +431,8 @@ def train(config: TrainConfig) -> TrainResult:
     if start_state is not None:
         interpolate_weights(tower, start_state, config.interpolate_start)
     tower.save(run_dir)
+    if average.steps:
+        average.save(run_dir / AVERAGE_DIR)
     wall = elapsed_before + time.perf_counter() - t_start
     final_loss = history[-1][1] if history else float("nan")
     summary = {
@@ -439,7 +440,7 @@ def train(config: TrainConfig) -> TrainResult:
         "batches_per_epoch": per_epoch, "epochs": round(step / per_epoch, 4), "train_pairs": len(pairs),
         "pins": len(pin_ids), "dim": int(pin_emb.shape[1]), "wall_time_s": round(wall, 2),
         "final_loss": final_loss if history else None, "temperature": float(temperature().detach()), "stopped_by": stopped_by,
-        "readout_init": tower.config.readout_init,
+        "readout_init": tower.config.readout_init, "averaged_steps": average.steps,
     }
     (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return TrainResult(

@@ -186,3 +186,25 @@ def test_unknown_precision_is_a_cli_error(tmp_path: Path, capsys: pytest.Capture
     with pytest.raises(SystemExit) as exc:
         main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--precision", "fp16"])
     assert exc.value.code == 2 and "invalid choice: 'fp16'" in capsys.readouterr().err
+
+
+def test_average_last_saves_a_second_tower_between_the_tail_weights(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    data = _dataset(tmp_path / "data", dim=32)
+    train(_config(data, tmp_path / "run", tiny_bert_dir, max_steps=10, average_last=0.5, train_layers=1))
+    run = tmp_path / "run"
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert summary["averaged_steps"] == 6  # after steps 5..10 the progress (step / 10) is >= 0.5
+    final = QueryTower.load(run).state_dict()
+    averaged = QueryTower.load(run / "average").state_dict()
+    moved = [k for k in final if not torch.equal(final[k], averaged[k])]
+    assert any(k.startswith("readout") for k in moved)
+    assert not any(k.startswith("encoder.embeddings") for k in moved)  # frozen: not averaged, equal
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert ckpt["average"]["steps"] == 6
+
+
+def test_average_last_out_of_range_is_a_cli_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from encoders.cli.main import main
+
+    rc = main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--average-last", "1"])
+    assert rc == 2 and "--average-last must be in [0, 1)" in capsys.readouterr().err
