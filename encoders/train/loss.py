@@ -92,11 +92,11 @@ def mask_cells(
     col_ids = (pos_ids if extra_ids is None else torch.cat([pos_ids, extra_ids])).numpy()
     if known_positives is not None and len(known_positives) != b:
         raise ValueError(f"known_positives has {len(known_positives)} rows, batch has {b}")
-    wanted: Sequence[Collection[int]] = [(int(p),) for p in pos_ids.tolist()]  # same pin as the row's positive
-    rows, cols = _columns_holding(col_ids, wanted)
-    if known_positives is not None:
-        k_rows, k_cols = _columns_holding(col_ids, known_positives)
-        rows, cols = np.concatenate([rows, k_rows]), np.concatenate([cols, k_cols])
+    # rows 0..B-1 of ``wanted``: the row's own positive pin; rows B..2B-1: its known positives (one
+    # call, so the columns are sorted once per step)
+    wanted: list[Collection[int]] = [(p,) for p in pos_ids.tolist()]
+    rows, cols = _columns_holding(col_ids, wanted + list(known_positives or ()))
+    rows = rows % b
     keep = rows != cols  # the label column (row j's own diagonal) stays
     return torch.from_numpy(rows[keep]), torch.from_numpy(cols[keep])
 

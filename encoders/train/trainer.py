@@ -271,7 +271,8 @@ def train(config: TrainConfig) -> TrainResult:
     t_start = time.perf_counter()
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    if config.precision == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    bf16 = config.precision == "bf16"
+    if bf16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         warnings.warn("--precision bf16 on a CPU without native bfloat16: emulated, likely slower than fp32",
                       stacklevel=2)
     run_dir = Path(config.out)
@@ -290,7 +291,7 @@ def train(config: TrainConfig) -> TrainResult:
     judged = _judged_by_query(judgments, pin_index)
     known = _known_positives(pairs, judged, config) if config.mask_known_positives else None
     pins_t = torch.from_numpy(np.array(pin_emb, dtype=np.float32, copy=True))
-    score_dtype = torch.bfloat16 if config.precision == "bf16" else None
+    score_dtype = torch.bfloat16 if bf16 else None
     pins_scored = pins_t if score_dtype is None else pins_t.to(score_dtype)  # the negative columns' copy
 
     tower = _build_tower(config, base_model, pin_emb.shape[1])
@@ -376,7 +377,7 @@ def train(config: TrainConfig) -> TrainResult:
                 stopped_by = "max_minutes"
                 break
             batch, pseudo_matches = augmenter.extend(next(batches))
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 q = embed_in_length_buckets(tower, tokenizer, batch.queries, config.max_length, config.length_buckets)
             q = q.float()
             pos = torch.from_numpy(batch.pin_idx)
