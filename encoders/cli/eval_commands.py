@@ -31,9 +31,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--run", type=Path, default=None, help="trained run directory (output of `searchsage train`)")
     p.add_argument(
         "--systems", default=None,
-        help="comma-separated subset of bm25,zero_shot,searchsage,blend "
-        "(default: bm25,zero_shot, plus searchsage,blend with --run)",
+        help="comma-separated subset of bm25,zero_shot,searchsage,prf,blend "
+        "(default: bm25,zero_shot, plus searchsage,prf,blend with --run)",
     )
+    p.add_argument("--prf-k", type=int, default=10,
+                   help="prf system: top pins averaged into each query (default 10, chosen on the validation split)")
+    p.add_argument("--prf-weight", type=float, default=0.2,
+                   help="prf system: weight of that mean against the query (default 0.2; 0 = the tower alone)")
     p.add_argument("--index-size", type=int, default=None,
                    help="index of N random pins (always holding the positives); default: all pins")
     p.add_argument("--k", type=_int_list, default=[10, 100], help="Recall cut-offs (default 10,100)")
@@ -55,6 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from encoders.eval.report import REPORT_JSON, REPORT_MD, evaluate
     from encoders.eval.retrieval import HNSWConfig
+    from encoders.eval.systems import SystemOptions
+    from encoders.model.pin_feedback import PinFeedback
 
     if args.out is None and args.run is None:
         raise CLIError("nowhere to write the report: pass --out DIR (or --run RUN to write into the run directory)")
@@ -63,6 +69,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.ef_search < 1 or args.hnsw_m < 2:
         raise CLIError("--ef-search must be >= 1 and --hnsw-m >= 2")
     systems = [s.strip() for s in args.systems.split(",") if s.strip()] if args.systems else None
+    try:
+        feedback = PinFeedback(k=args.prf_k, weight=args.prf_weight)
+    except ValueError as exc:
+        raise CLIError(f"--prf-k/--prf-weight: {exc}") from None
     if args.threads:
         import faiss
         import torch
@@ -73,7 +83,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.data, run_dir=args.run, systems=systems, index_size=args.index_size, k=args.k, hnsw=args.hnsw,
         hnsw_config=HNSWConfig(m=args.hnsw_m, ef_search=args.ef_search), base_model=args.base_model,
         relevant_grade=args.relevant_grade, seed=args.seed, bootstrap_reps=args.bootstrap_reps,
-        out_dir=args.out, progress=not args.no_progress,
+        options=SystemOptions(feedback=feedback), out_dir=args.out, progress=not args.no_progress,
     )
     out = args.out if args.out is not None else args.run
     print(report.to_markdown())

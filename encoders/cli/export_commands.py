@@ -47,6 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--encoding", default="utf8", help="CSV text encoding (e.g. latin-1 for Home Depot)")
     e.add_argument("--event-timestamp", help="ISO timestamp for every row (default: now, UTC)")
     e.add_argument("--expect-dim", type=int, help="fail unless the bundle's D equals this")
+    e.add_argument("--pin-feedback", type=Path, metavar="PINS_PARQUET",
+                   help="query bundles: refine each query embedding towards the mean of its top pins in this "
+                   "pins.parquet's `embedding` column (pin-space pseudo-relevance feedback; docs/training.md)")
+    e.add_argument("--prf-k", type=int, default=10, help="with --pin-feedback: top pins averaged (default 10)")
+    e.add_argument("--prf-weight", type=float, default=0.2,
+                   help="with --pin-feedback: weight of their mean against the query (default 0.2)")
     e.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     e.set_defaults(func=run_encode)
 
@@ -88,15 +94,34 @@ def run_encode(args: argparse.Namespace) -> int:
             raise CLIError(f"--event-timestamp {args.event_timestamp!r} is not an ISO timestamp") from None
         if ts.tzinfo is None:
             ts = ts.replace(tzinfo=dt.timezone.utc)
+    feedback = _pin_feedback(args) if args.pin_feedback is not None else None
     try:
         enc = BundleEncoder(args.bundle, variant=args.variant, threads=args.threads, batch_size=args.batch_size,
                             kind=args.kind, expect_dim=args.expect_dim)
         res = encode_file(enc, args.input, args.out, column=args.column, key_column=args.key_column,
                           chunk_rows=args.chunk_rows, event_timestamp=ts, encoding=args.encoding,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, feedback=feedback)
     except (BundleError, EncodeInputError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None
     print(json.dumps({"out": str(res.out), "rows_in": res.rows_in, "rows_out": res.rows_out,
                       "rows_skipped": res.rows_skipped, "chunks": res.chunks, "seconds": round(res.seconds, 2),
                       "rows_per_s": round(res.rows_per_s, 1), "model_version": res.model_version, "dim": res.dim}))
     return 0
+
+
+def _pin_feedback(args: argparse.Namespace):  # -> PinFeedbackIndex
+    """The ``--pin-feedback`` pin index with ``--prf-k``/``--prf-weight`` (a CLIError naming the file or flag)."""
+    from encoders.cli.main import CLIError
+    from encoders.model.pin_feedback import PinFeedback
+    from encoders.runtime.feedback import load_pin_feedback
+
+    if args.kind != "query":
+        raise CLIError("--pin-feedback refines query embeddings; it needs --kind query")
+    try:
+        PinFeedback(args.prf_k, args.prf_weight)
+    except ValueError as exc:
+        raise CLIError(f"--prf-k/--prf-weight: {exc}") from None
+    try:
+        return load_pin_feedback(args.pin_feedback, args.prf_k, args.prf_weight)
+    except ValueError as exc:
+        raise CLIError(f"--pin-feedback {exc}") from None

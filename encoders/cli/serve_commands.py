@@ -33,6 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-body-bytes", type=int, default=1_000_000, help="largest request body (default 1 MB)")
     p.add_argument("--ort-spin", action="store_true",
                    help="let idle onnxruntime threads spin-wait (default: they sleep, leaving CPU to HTTP)")
+    p.add_argument("--pin-feedback", type=Path, default=None, metavar="PINS_PARQUET",
+                   help="refine each query embedding towards the mean of its top pins in this pins.parquet "
+                   "(the same as `searchsage encode --pin-feedback`; default off)")
+    p.add_argument("--prf-k", type=int, default=10, help="with --pin-feedback: top pins averaged (default 10)")
+    p.add_argument("--prf-weight", type=float, default=0.2,
+                   help="with --pin-feedback: weight of their mean against the query (default 0.2)")
     p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(func=cmd_serve)
 
@@ -47,6 +53,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, threads=args.threads,
             workers=args.workers, batching=not args.no_batching, max_queries=args.max_queries,
             max_body_bytes=args.max_body_bytes, ort_spin=args.ort_spin, log_level=args.log_level,
+            pin_feedback=args.pin_feedback, prf_k=args.prf_k, prf_weight=args.prf_weight,
         )
     except ServeConfigError as exc:
         raise CLIError(str(exc)) from None

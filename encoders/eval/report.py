@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -270,7 +270,7 @@ def evaluate(
 ) -> EvalReport:
     """Evaluate ``systems`` on the held-out split of ``dataset_dir`` → :class:`EvalReport`.
 
-    ``systems`` defaults to ``bm25, zero_shot`` plus ``searchsage, blend`` when ``run_dir`` is
+    ``systems`` defaults to ``bm25, zero_shot`` plus ``searchsage, prf, blend`` when ``run_dir`` is
     given. ``index_size=None`` indexes every pin; an int samples that many (seeded, positives
     always in). ``relevant_grade`` (P@k threshold) defaults to the dataset's
     ``dataset.json:positive_threshold``, else 2.67; ``min_grade`` (zero-gain grade for nDCG) to
@@ -281,13 +281,13 @@ def evaluate(
     if not ks or ks[0] < 1:
         raise EvalInputError(f"k must be positive integers, got {list(k)}")
     if systems is None:
-        systems = ["bm25", "zero_shot"] + (["searchsage", "blend"] if run_dir is not None else [])
+        systems = ["bm25", "zero_shot"] + (["searchsage", "prf", "blend"] if run_dir is not None else [])
     systems = list(dict.fromkeys(systems))
     if not systems:
         raise EvalInputError("no systems to evaluate")
     ev = load_eval_set(dataset_dir, index_size=index_size, seed=seed)
     base = options or SystemOptions()
-    opts = SystemOptions(**{**asdict(base), "depth": max(ks[-1], ndcg_k, precision_k), "progress": progress})
+    opts = replace(base, depth=max(ks[-1], ndcg_k, precision_k), progress=progress)
     runs = run_systems(ev, systems, run_dir, base_model, opts)
 
     if relevant_grade is None:

@@ -7,6 +7,9 @@
                 way with the same base model, otherwise the index texts are encoded.
 ``searchsage``  the trained query tower of a run directory (:meth:`QueryTower.load`) against the
                 frozen ``pins.parquet:embedding`` (inner product, as in training).
+``prf``         ``searchsage`` (``zero_shot`` without a run) with pin-space pseudo-relevance feedback
+                (:class:`encoders.model.pin_feedback.PinFeedback`): each query moved towards the
+                mean of its own top-``k`` pins, then searched again. No text index involved.
 ``blend``       reciprocal-rank fusion of ``bm25`` and ``searchsage`` (``zero_shot`` without a run).
 ==============  ===============================================================================
 """
@@ -29,8 +32,9 @@ from encoders.eval.baselines import (
 )
 from encoders.eval.evalset import EvalInputError, EvalSet
 from encoders.eval.retrieval import exact_top_k
+from encoders.model.pin_feedback import PinFeedback
 
-SYSTEMS = ("bm25", "zero_shot", "searchsage", "blend")
+SYSTEMS = ("bm25", "zero_shot", "searchsage", "prf", "blend")
 BASELINES = ("bm25", "zero_shot")
 
 
@@ -49,7 +53,8 @@ class SystemRun:
 
 @dataclass(frozen=True)
 class SystemOptions:
-    """Knobs shared by the systems (lengths in tokens; ``depth`` = ranking length kept)."""
+    """Knobs shared by the systems (lengths in tokens; ``depth`` = ranking length kept; ``feedback``:
+    the ``prf`` system's top-``k`` and weight)."""
 
     depth: int = 100
     fusion_depth: int = 1000
@@ -59,6 +64,7 @@ class SystemOptions:
     batch_size: int = 128
     chunk_size: int = 256
     progress: bool = False
+    feedback: PinFeedback = field(default_factory=PinFeedback)
 
 
 def check_run_dir(run_dir: str | Path) -> Path:
@@ -117,6 +123,15 @@ def run_searchsage(ev: EvalSet, run_dir: str | Path, depth: int, opts: SystemOpt
     return SystemRun("searchsage", ids, time.perf_counter() - t0, q, x, [f"run {d}"])
 
 
+def run_prf(emb: SystemRun, depth: int, opts: SystemOptions) -> SystemRun:
+    t0 = time.perf_counter()
+    fb = opts.feedback
+    q = fb.apply(emb.queries, emb.index, opts.chunk_size)  # type: ignore[arg-type]
+    ids, _ = exact_top_k(q, emb.index, depth, opts.chunk_size, opts.progress)  # type: ignore[arg-type]
+    note = f"{emb.name} + pin-space feedback: query + {fb.weight:g} x mean of its top {fb.k} pins, searched again"
+    return SystemRun("prf", ids, time.perf_counter() - t0 + emb.seconds, q, emb.index, [note])
+
+
 def run_blend(text: SystemRun, emb: SystemRun, depth: int, opts: SystemOptions) -> SystemRun:
     t0 = time.perf_counter()
     ids = reciprocal_rank_fusion([text.ranking, emb.ranking], depth, c=opts.rrf_c)
@@ -144,6 +159,7 @@ def run_systems(
     deep = max(opts.depth, opts.fusion_depth) if "blend" in systems else opts.depth
     emb_for_blend = "searchsage" if run_dir is not None else "zero_shot"
     needed = set(systems) | ({"bm25", emb_for_blend} if "blend" in systems else set())
+    needed |= {emb_for_blend} if "prf" in systems else set()
     runs: dict[str, SystemRun] = {}
     if "bm25" in needed:
         runs["bm25"] = run_bm25(ev, deep, opts)
@@ -151,6 +167,8 @@ def run_systems(
         runs["zero_shot"] = run_zero_shot(ev, base_model, deep, opts)
     if "searchsage" in needed:
         runs["searchsage"] = run_searchsage(ev, run_dir, deep, opts)  # type: ignore[arg-type]
+    if "prf" in needed:
+        runs["prf"] = run_prf(runs[emb_for_blend], deep, opts)
     if "blend" in needed:
         runs["blend"] = run_blend(runs["bm25"], runs[emb_for_blend], opts.depth, opts)
     for r in runs.values():

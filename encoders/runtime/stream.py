@@ -13,6 +13,9 @@ Output schema (one row group per chunk)::
 
 Query files: rows are normalised; rows whose normalised text is empty are skipped, and duplicate
 keys inside one chunk are encoded and written once (duplicates across chunks carry equal values).
+With a :class:`~encoders.model.pin_feedback.PinFeedbackIndex`, each chunk's query embeddings are
+refined by pin-space feedback before they are written, and ``model_version`` gets its tag
+(``<bundle version>+pinfb-k10-w0.2-<pins digest>``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from encoders.model.pin_feedback import PinFeedbackIndex
 from encoders.normalize import normalize_query
 from encoders.runtime.bundle import BundleEncoder
 
@@ -134,11 +138,13 @@ def encode_file(
     event_timestamp: dt.datetime | None = None,
     encoding: str = "utf8",
     progress: bool = True,
+    feedback: PinFeedbackIndex | None = None,
 ) -> StreamEncodeResult:
     """Encode the ``column`` texts of ``input_path`` into a Feast offline source at ``out_path``.
 
     Query bundles: the key column is the normalised text (named ``query``), ``key_column`` is ignored.
     Pin bundles: ``column`` (default ``text``) is encoded and ``key_column`` (default ``pin_id``) kept.
+    ``feedback`` (query bundles only): refine the embeddings against that pin index.
     Raises :class:`EncodeInputError` naming the file, column and row for a null value.
     """
     from tqdm.auto import tqdm
@@ -146,6 +152,13 @@ def encode_file(
     if chunk_rows < 1:
         raise EncodeInputError(f"chunk_rows must be >= 1, got {chunk_rows}")
     kind = encoder.kind
+    version = encoder.model_version
+    if feedback is not None:
+        if kind != "query":
+            raise EncodeInputError("pin feedback refines query embeddings; a pin bundle takes none")
+        if feedback.dim != encoder.dim:
+            raise EncodeInputError(f"the feedback pin index is {feedback.dim}-d but the bundle encodes {encoder.dim}-d")
+        version = f"{version}+{feedback.version_tag}"
     default_text, default_key = DEFAULT_COLUMNS[kind]
     text_col = column or default_text
     key_col = "query" if kind == "query" else (key_column or default_key)
@@ -180,7 +193,9 @@ def encode_file(
                         raise EncodeInputError(f"{input_path}: key column {key_col!r} is null at row {rows_in + bad}")
                     keys = key_arr.cast(pa.string()).to_pylist()
                 emb = encoder.encode(texts)
-                writer.write_table(_record_table(schema, keys, emb, encoder.model_version, ts))
+                if feedback is not None:
+                    emb = feedback.apply(emb)
+                writer.write_table(_record_table(schema, keys, emb, version, ts))
                 rows_in += table.num_rows
                 rows_out += len(keys)
                 chunks += 1
@@ -192,7 +207,7 @@ def encode_file(
         bar.close()
     tmp.replace(out_path)
     return StreamEncodeResult(out_path, rows_in, rows_out, skipped, chunks, time.perf_counter() - t0,
-                              encoder.model_version, encoder.dim)
+                              version, encoder.dim)
 
 
 def _record_table(schema: pa.Schema, keys: list[str], emb: np.ndarray, version: str, ts: dt.datetime) -> pa.Table:

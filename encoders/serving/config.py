@@ -30,6 +30,9 @@ class ServeConfig:
         store_timeout_ms: a store lookup slower than this counts as a miss (ms).
         retry_initial_s / retry_max_s: backoff between reconnection attempts when Redis is down (s).
         ort_spin: let idle onnxruntime threads spin (faster hand-off, but burns the shared cores).
+        pin_feedback: a dataset's ``pins.parquet``: refine every query embedding towards the mean of
+            its top ``prf_k`` pins there, with weight ``prf_weight`` (as ``searchsage encode
+            --pin-feedback`` does for materialised ones); ``None`` = off.
     """
 
     bundle: Path
@@ -51,11 +54,16 @@ class ServeConfig:
     retry_max_s: float = 30.0
     ort_spin: bool = False
     log_level: str = "warning"
+    pin_feedback: Path | None = None
+    prf_k: int = 10
+    prf_weight: float = 0.2
 
     def __post_init__(self) -> None:
         self.bundle = Path(self.bundle)
         if self.repo is not None:
             self.repo = Path(self.repo)
+        if self.pin_feedback is not None:
+            self.pin_feedback = Path(self.pin_feedback)
         checks = {
             "max_batch": self.max_batch >= 1,
             "max_wait_ms": self.max_wait_ms >= 0,
@@ -73,6 +81,12 @@ class ServeConfig:
                 raise ServeConfigError(f"invalid serving option {name}={getattr(self, name)!r}")
         if self.variant not in ("auto", "fp32", "int8"):
             raise ServeConfigError(f"invalid serving option variant={self.variant!r} (expected auto, fp32 or int8)")
+        from encoders.model.pin_feedback import PinFeedback
+
+        try:
+            PinFeedback(self.prf_k, self.prf_weight)
+        except ValueError as exc:
+            raise ServeConfigError(f"invalid serving option prf_k/prf_weight: {exc}") from None
         if self.redis is not None and self.repo is not None:
             raise ServeConfigError("give either redis (host:port) or repo (a Feast repository), not both")
 

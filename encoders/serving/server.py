@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from encoders.serving.app import create_app
-from encoders.serving.config import ServeConfig
+from encoders.serving.config import ServeConfig, ServeConfigError
 from encoders.serving.protocols import EmbeddingStore, Encoder
 from encoders.serving.service import EmbeddingService
 from encoders.serving.validation import RequestLimits
@@ -37,16 +37,24 @@ def _kind(config: ServeConfig) -> str | None:
 
 
 def load_encoder(config: ServeConfig, variant: str | None = None) -> Encoder:
-    """The query tower of ``config.bundle`` through onnxruntime (``BundleEncoder``)."""
+    """The query tower of ``config.bundle`` through onnxruntime (``BundleEncoder``), wrapped in a
+    :class:`~encoders.runtime.feedback.PinFeedbackEncoder` when ``config.pin_feedback`` is set."""
     from encoders.runtime import BundleEncoder
+    from encoders.runtime.feedback import PinFeedbackEncoder, load_pin_feedback
 
     variant = variant or resolve_variant(config)[0]
     # spin=False (unless --ort-spin): idle onnxruntime threads sleep instead of burning the cores
     # the event loop needs between batches.
-    return BundleEncoder(
+    encoder = BundleEncoder(
         config.bundle, variant=variant, threads=config.threads,
         batch_size=max(config.max_batch, 1), kind=_kind(config), spin=config.ort_spin,
     )
+    if config.pin_feedback is None:
+        return encoder
+    try:
+        return PinFeedbackEncoder(encoder, load_pin_feedback(config.pin_feedback, config.prf_k, config.prf_weight))
+    except ValueError as exc:
+        raise ServeConfigError(f"pin_feedback {exc}") from None
 
 
 

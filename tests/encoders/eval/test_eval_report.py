@@ -14,7 +14,7 @@ import pytest
 from encoders.cli.main import main
 from encoders.data.schema import ENGAGEMENTS, JUDGMENTS, PINS, TIMESTAMP, DatasetPaths, write_table
 from encoders.data.split import is_eval_query
-from encoders.eval.evalset import EvalInputError, EvalSet
+from encoders.eval.evalset import EvalInputError, EvalSet, load_eval_set
 from encoders.eval.report import EvalReport, _judged_metrics, evaluate
 
 WORDS = [
@@ -82,7 +82,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Pa
 def test_evaluate_all_systems_and_roundtrip(dataset: Path, run_dir: Path, tmp_path: Path) -> None:
     report = evaluate(dataset, run_dir, hnsw=True, out_dir=tmp_path, bootstrap_reps=200)
     names = [s.name for s in report.systems]
-    assert names == ["bm25", "zero_shot", "searchsage", "blend"]
+    assert names == ["bm25", "zero_shot", "searchsage", "prf", "blend"]
     # queries are title words: BM25 must beat chance by far
     bm25 = report.system("bm25")
     assert bm25.recall[10] > 0.5 and bm25.recall[100] == 1.0
@@ -109,6 +109,24 @@ def test_evaluate_all_systems_and_roundtrip(dataset: Path, run_dir: Path, tmp_pa
         assert f"| {name} | " in md
     assert "Recall@10" in md and "nDCG@10" in md and "P@8" in md and "organic" in md
     assert (run_dir / "eval_report.json").exists() is False  # --out wins over the run dir
+
+
+def test_prf_system_is_pin_feedback_on_the_tower_queries(dataset: Path, run_dir: Path) -> None:
+    from encoders.eval.retrieval import exact_top_k
+    from encoders.eval.systems import SystemOptions, run_systems
+    from encoders.model.pin_feedback import PinFeedback
+
+    ev = load_eval_set(dataset)
+    fb = PinFeedback(k=3, weight=0.5)
+    runs = run_systems(ev, ["searchsage", "prf"], run_dir, None, SystemOptions(depth=20, feedback=fb))
+    tower, prf = runs["searchsage"], runs["prf"]
+    expect, _ = exact_top_k(fb.apply(tower.queries, tower.index), tower.index, 20)
+    np.testing.assert_array_equal(prf.ranking, expect)
+    assert not np.array_equal(prf.ranking, tower.ranking)  # the feedback moved some queries
+    assert "top 3 pins" in prf.notes[0]
+    # weight 0: the same ranking as the tower alone
+    off = run_systems(ev, ["prf"], run_dir, None, SystemOptions(depth=20, feedback=PinFeedback(weight=0.0)))
+    np.testing.assert_array_equal(off["prf"].ranking, tower.ranking)
 
 
 def test_zero_shot_reencodes_without_pin_tower_and_agrees(dataset: Path, tmp_path: Path) -> None:
@@ -175,6 +193,14 @@ def test_cli_evaluate(dataset: Path, run_dir: Path, tmp_path: Path, capsys: pyte
     report = EvalReport.read_json(run_dir / "eval_report.json")
     assert [s.name for s in report.systems] == ["bm25", "searchsage", "blend"] and report.index_size == 60
     assert "| blend |" in (run_dir / "eval_report.md").read_text()
+    rc = main(["evaluate", "--data", str(dataset), "--run", str(run_dir), "--systems", "searchsage,prf",
+               "--prf-k", "5", "--prf-weight", "0.3", "--bootstrap-reps", "50", "--no-progress", "--out", str(tmp_path)])
+    assert rc == 0
+    prf = EvalReport.read_json(tmp_path / "eval_report.json").system("prf")
+    assert "0.3 x mean of its top 5 pins" in prf.notes[0]
+    capsys.readouterr()
+    assert main(["evaluate", "--data", str(dataset), "--run", str(run_dir), "--prf-k", "0", "--out", str(tmp_path)]) == 2
+    assert "--prf-k" in capsys.readouterr().err
     assert main(["evaluate", "--data", str(dataset), "--systems", "bm25"]) == 2
     assert "pass --out DIR" in capsys.readouterr().err
     assert main(["evaluate", "--data", str(dataset), "--run", str(tmp_path / "missing"), "--no-progress"]) == 2

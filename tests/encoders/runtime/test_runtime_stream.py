@@ -96,3 +96,52 @@ def test_cli_help(command: str, capsys: pytest.CaptureFixture) -> None:
         main([command, "--help"])
     assert exc.value.code == 0
     assert f"usage: searchsage {command}" in capsys.readouterr().out
+
+
+def _pin_table(path: Path, n: int, dim: int | None) -> Path:
+    """A ``pins.parquet`` (dataset schema) with random ``dim``-d embeddings, or none for ``dim=None``."""
+    from encoders.data.schema import PINS, write_table
+
+    cols: dict[str, object] = {"pin_id": [f"p{i}" for i in range(n)], "text": [f"pin {i}" for i in range(n)]}
+    if dim is not None:
+        emb = np.random.default_rng(3).normal(size=(n, dim)).astype(np.float32)
+        cols["embedding"] = pa.array([r.tolist() for r in emb], pa.list_(pa.float32()))
+    write_table(pa.table(cols), path, PINS)
+    return path
+
+
+def test_query_encode_with_pin_feedback(tiny_onnx_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from encoders.data.schema import pin_embedding_matrix, read_table
+    from encoders.model.pin_feedback import PinFeedback, PinFeedbackIndex
+
+    enc = BundleEncoder(tiny_onnx_bundle)
+    pins_path = _pin_table(tmp_path / "pins.parquet", 120, enc.dim)
+    pins = pin_embedding_matrix(read_table(pins_path, "pins"))
+    src = tmp_path / "q.parquet"
+    pq.write_table(pa.table({"query": [f"{a} {b}" for a in WORDS[:6] for b in WORDS[6:12]]}), src)
+    index = PinFeedbackIndex(PinFeedback(k=3, weight=0.5), pins)
+    res = encode_file(enc, src, tmp_path / "out.parquet", chunk_rows=10, progress=False, feedback=index)
+    out = pq.read_table(res.out)
+    emb = np.asarray(out.column("embedding").to_pylist(), dtype=np.float32)
+    plain = enc.encode(out.column("query").to_pylist())
+    np.testing.assert_allclose(emb, PinFeedback(k=3, weight=0.5).apply(plain, pins), atol=1e-5)
+    assert np.abs(emb - plain / np.linalg.norm(plain, axis=1, keepdims=True)).max() > 1e-3  # really refined
+    assert res.model_version == f"{enc.model_version}+{index.version_tag}"
+    assert set(out.column("model_version").to_pylist()) == {res.model_version}
+
+    base = ["encode", "--bundle", str(tiny_onnx_bundle), "--input", str(src), "--out", str(tmp_path / "o.parquet"),
+            "--no-progress"]
+    assert main([*base, "--kind", "query", "--pin-feedback", str(pins_path), "--prf-k", "3", "--prf-weight", "0.5"]) == 0
+    again = np.asarray(pq.read_table(tmp_path / "o.parquet").column("embedding").to_pylist(), dtype=np.float32)
+    np.testing.assert_allclose(again, emb, atol=1e-5)
+    capsys.readouterr()
+    assert main([*base, "--kind", "pin", "--pin-feedback", str(pins_path)]) == 2
+    assert "needs --kind query" in capsys.readouterr().err
+    assert main([*base, "--kind", "query", "--pin-feedback", str(pins_path), "--prf-k", "0"]) == 2
+    assert "--prf-k/--prf-weight" in capsys.readouterr().err
+    no_emb = _pin_table(tmp_path / "noemb.parquet", 5, None)
+    assert main([*base, "--kind", "query", "--pin-feedback", str(no_emb)]) == 2
+    assert f"--pin-feedback {no_emb}: pins table has no 'embedding' column" in capsys.readouterr().err
+    wrong = _pin_table(tmp_path / "wrong.parquet", 5, enc.dim + 1)
+    assert main([*base, "--kind", "query", "--pin-feedback", str(wrong)]) == 2
+    assert f"is {enc.dim + 1}-d but the bundle encodes {enc.dim}-d" in capsys.readouterr().err

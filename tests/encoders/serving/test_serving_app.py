@@ -112,3 +112,30 @@ def test_serve_cli_help_and_bad_bundle(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["serve", "--bundle", str(tmp_path), "--max-batch", "0"]) == 2
     assert "max_batch" in capsys.readouterr().err
 
+
+
+def test_pin_feedback_refines_live_embeddings_like_the_batch_encoder(tiny_onnx_bundle: Path, tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from encoders.data.schema import PINS, write_table
+    from encoders.model.pin_feedback import PinFeedback, PinFeedbackIndex
+    from encoders.serving.config import ServeConfigError
+
+    variant = os.environ.get("SEARCHSAGE_BUNDLE_VARIANT", "fp32")
+    enc = BundleEncoder(tiny_onnx_bundle, variant=variant, threads=1)
+    pins = np.random.default_rng(5).normal(size=(200, enc.dim)).astype(np.float32)
+    path = tmp_path / "pins.parquet"
+    write_table(pa.table({"pin_id": [f"p{i}" for i in range(200)], "text": ["t"] * 200,
+                          "embedding": pa.array([r.tolist() for r in pins], pa.list_(pa.float32()))}), path, PINS)
+    index = PinFeedbackIndex(PinFeedback(k=4, weight=0.3), pins)
+    expected = index.apply(enc.encode([normalize_query(q) for q in QUERIES]))
+    cfg = ServeConfig(bundle=tiny_onnx_bundle, threads=1, pin_feedback=path, prf_k=4, prf_weight=0.3)
+    with running(build_app(cfg)) as port:
+        status, body = call(port, "POST", "/embed", {"queries": QUERIES})
+    assert status == 200, body
+    np.testing.assert_allclose(np.asarray(body["embeddings"], dtype=np.float32), expected, rtol=0, atol=1e-5)
+    assert body["model_version"] == f"{enc.model_version}+{index.version_tag}"
+    with pytest.raises(ServeConfigError, match="prf_k/prf_weight"):
+        ServeConfig(bundle=tiny_onnx_bundle, prf_k=0)
+    with pytest.raises(ServeConfigError, match=r"pin_feedback .*missing\.parquet: file not found"):
+        build_app(ServeConfig(bundle=tiny_onnx_bundle, threads=1, pin_feedback=tmp_path / "missing.parquet"))
