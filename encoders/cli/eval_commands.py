@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from encoders.cli.arguments import add_pin_feedback_options
 from encoders.cli.main import CLIError
 
 
@@ -34,10 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated subset of bm25,zero_shot,searchsage,prf,blend "
         "(default: bm25,zero_shot, plus searchsage,prf,blend with --run)",
     )
-    p.add_argument("--prf-k", type=int, default=10,
-                   help="prf system: top pins averaged into each query (default 10, chosen on the validation split)")
-    p.add_argument("--prf-weight", type=float, default=0.2,
-                   help="prf system: weight of that mean against the query (default 0.2; 0 = the tower alone)")
+    add_pin_feedback_options(p, "prf system")
     p.add_argument("--index-size", type=int, default=None,
                    help="index of N random pins (always holding the positives); default: all pins")
     p.add_argument("--k", type=_int_list, default=[10, 100], help="Recall cut-offs (default 10,100)")

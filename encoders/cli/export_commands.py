@@ -7,6 +7,8 @@ import datetime as dt
 import json
 from pathlib import Path
 
+from encoders.cli.arguments import add_pin_feedback_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``export`` and ``encode`` sub-commands."""
@@ -50,9 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--pin-feedback", type=Path, metavar="PINS_PARQUET",
                    help="query bundles: refine each query embedding towards the mean of its top pins in this "
                    "pins.parquet's `embedding` column (pin-space pseudo-relevance feedback; docs/training.md)")
-    e.add_argument("--prf-k", type=int, default=10, help="with --pin-feedback: top pins averaged (default 10)")
-    e.add_argument("--prf-weight", type=float, default=0.2,
-                   help="with --pin-feedback: weight of their mean against the query (default 0.2)")
+    add_pin_feedback_options(e, "with --pin-feedback")
     e.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     e.set_defaults(func=run_encode)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from encoders.cli.arguments import add_pin_feedback_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -36,9 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pin-feedback", type=Path, default=None, metavar="PINS_PARQUET",
                    help="refine each query embedding towards the mean of its top pins in this pins.parquet "
                    "(the same as `searchsage encode --pin-feedback`; default off)")
-    p.add_argument("--prf-k", type=int, default=10, help="with --pin-feedback: top pins averaged (default 10)")
-    p.add_argument("--prf-weight", type=float, default=0.2,
-                   help="with --pin-feedback: weight of their mean against the query (default 0.2)")
+    add_pin_feedback_options(p, "with --pin-feedback")
     p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(func=cmd_serve)
 

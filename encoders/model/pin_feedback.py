@@ -11,8 +11,8 @@ The refined query is still one ``D``-vector in the pin space, so it goes whereve
 goes: the pin ANN index, the feature store, rankers. It costs one extra top-``k`` search per query,
 which the batch encoder pays once per query at materialisation time.
 
-Measured on Home Depot (``bench/pin_feedback_homedepot.py``): ``k`` and ``weight`` were chosen on the
-validation split, not on the eval split that the README reports.
+The defaults (``k`` 5, ``weight`` 0.1) were chosen on the Home Depot validation split, not on the eval
+split the README reports (``bench/pin_feedback_homedepot.py``; docs/training.md).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ class PinFeedback:
     """``k``: top pins averaged per query (>= 1); ``weight``: their share against the query (>= 0;
     0 = no feedback, the query comes back L2-normalised)."""
 
-    k: int = 10
-    weight: float = 0.2
+    k: int = 5
+    weight: float = 0.1
 
     def __post_init__(self) -> None:
         if int(self.k) != self.k or self.k < 1:

@@ -55,8 +55,8 @@ class ServeConfig:
     ort_spin: bool = False
     log_level: str = "warning"
     pin_feedback: Path | None = None
-    prf_k: int = 10
-    prf_weight: float = 0.2
+    prf_k: int = 5
+    prf_weight: float = 0.1
 
     def __post_init__(self) -> None:
         self.bundle = Path(self.bundle)
