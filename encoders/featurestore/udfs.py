@@ -8,6 +8,12 @@ Which bundle: ``$SEARCHSAGE_BUNDLE`` (a ``searchsage export`` directory with ``q
 ``pin/``), variant ``$SEARCHSAGE_BUNDLE_VARIANT`` (default ``fp32``: int8 output depends on batch
 composition, so a live embedding would not match the materialised one). Each tower is loaded
 once per process (:func:`get_encoder`) and reused for every batch.
+
+Pin-space feedback (:mod:`encoders.model.pin_feedback`): with ``$SEARCHSAGE_PIN_FEEDBACK`` set to a
+dataset's ``pins.parquet``, the query tower's embeddings — materialised and live alike — are refined
+towards the mean of their top ``$SEARCHSAGE_PRF_K`` (default 5) pins with weight
+``$SEARCHSAGE_PRF_WEIGHT`` (default 0.1), and ``model_version`` carries the feedback's tag, exactly as
+``searchsage encode/serve --pin-feedback`` do.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ import pandas as pd
 BUNDLE_ENV = "SEARCHSAGE_BUNDLE"
 VARIANT_ENV = "SEARCHSAGE_BUNDLE_VARIANT"
 THREADS_ENV = "SEARCHSAGE_ENCODER_THREADS"
+PIN_FEEDBACK_ENV = "SEARCHSAGE_PIN_FEEDBACK"
+PRF_K_ENV = "SEARCHSAGE_PRF_K"
+PRF_WEIGHT_ENV = "SEARCHSAGE_PRF_WEIGHT"
 #: Feature-view tag naming the bundle tower that produces its ``embedding`` (query|pin).
 TOWER_TAG = "searchsage.tower"
 #: Rows encoded per progress step inside a materialisation batch.
@@ -50,11 +59,32 @@ def _load(path: str, kind: str, variant: str, threads: int) -> Any:
     return BundleEncoder(path, variant=variant, threads=threads, kind=kind)
 
 
+@lru_cache(maxsize=8)
+def _load_with_feedback(path: str, variant: str, threads: int, pins: str, k: int, weight: float) -> Any:
+    from encoders.runtime.feedback import PinFeedbackEncoder, load_pin_feedback
+
+    try:
+        index = load_pin_feedback(pins, k, weight)
+    except ValueError as exc:
+        raise ValueError(f"{PIN_FEEDBACK_ENV}={pins}: {exc}") from None
+    return PinFeedbackEncoder(_load(path, "query", variant, threads), index)
+
+
 def get_encoder(kind: str) -> Any:
-    """The process-wide ``BundleEncoder`` for tower ``kind`` ('query'|'pin'); loaded on first use."""
+    """The process-wide encoder for tower ``kind`` ('query'|'pin'), loaded on first use: the bundle's
+    ``BundleEncoder``, wrapped in a ``PinFeedbackEncoder`` for queries when ``$SEARCHSAGE_PIN_FEEDBACK`` is set."""
     variant = os.environ.get(VARIANT_ENV, "fp32")
     threads = int(os.environ.get(THREADS_ENV, "2"))
-    return _load(os.path.abspath(bundle_path()), kind, variant, threads)
+    path = os.path.abspath(bundle_path())
+    pins = os.environ.get(PIN_FEEDBACK_ENV)
+    if kind != "query" or not pins:
+        return _load(path, kind, variant, threads)
+    try:
+        k, weight = int(os.environ.get(PRF_K_ENV, "5")), float(os.environ.get(PRF_WEIGHT_ENV, "0.1"))
+    except ValueError:
+        raise ValueError(f"{PRF_K_ENV} must be an integer and {PRF_WEIGHT_ENV} a number, got "
+                         f"{os.environ.get(PRF_K_ENV)!r} and {os.environ.get(PRF_WEIGHT_ENV)!r}") from None
+    return _load_with_feedback(path, variant, threads, os.path.abspath(pins), k, weight)
 
 
 def bundle_dim(kind: str) -> int | None:
