@@ -31,7 +31,11 @@ def command_group(subparsers: Any, name: str, help: str) -> Any:
 def add_pin_feedback_options(parser: argparse.ArgumentParser, context: str) -> None:
     """``--prf-k`` / ``--prf-weight`` (defaults: :class:`encoders.model.pin_feedback.PinFeedback`'s);
     ``context`` says when they apply (e.g. ``"with --pin-feedback"``)."""
-    parser.add_argument("--prf-k", type=int, default=5,
-                        help=f"{context}: top pins averaged into each query (default 5, chosen on the validation split)")
-    parser.add_argument("--prf-weight", type=float, default=0.1,
-                        help=f"{context}: weight of their mean against the query (default 0.1; 0 = off)")
+    from encoders.model.pin_feedback import PinFeedback
+
+    parser.add_argument("--prf-k", type=int, default=PinFeedback.k,
+                        help=f"{context}: top pins averaged into each query (default {PinFeedback.k}, chosen on "
+                        "the validation split)")
+    parser.add_argument("--prf-weight", type=float, default=PinFeedback.weight,
+                        help=f"{context}: weight of their mean against the query (default {PinFeedback.weight:g}; "
+                        "0 = off)")

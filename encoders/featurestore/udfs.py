@@ -80,7 +80,10 @@ def get_encoder(kind: str) -> Any:
     if kind != "query" or not pins:
         return _load(path, kind, variant, threads)
     try:
-        k, weight = int(os.environ.get(PRF_K_ENV, "5")), float(os.environ.get(PRF_WEIGHT_ENV, "0.1"))
+        from encoders.model.pin_feedback import PinFeedback
+
+        k = int(os.environ.get(PRF_K_ENV, PinFeedback.k))
+        weight = float(os.environ.get(PRF_WEIGHT_ENV, PinFeedback.weight))
     except ValueError:
         raise ValueError(f"{PRF_K_ENV} must be an integer and {PRF_WEIGHT_ENV} a number, got "
                          f"{os.environ.get(PRF_K_ENV)!r} and {os.environ.get(PRF_WEIGHT_ENV)!r}") from None

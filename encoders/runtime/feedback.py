@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from encoders.serving.protocols import Encoder
 
 
-def load_pin_feedback(pins_parquet: str | Path, k: int = 10, weight: float = 0.2) -> PinFeedbackIndex:
+def load_pin_feedback(pins_parquet: str | Path, k: int = PinFeedback.k, weight: float = PinFeedback.weight
+                      ) -> PinFeedbackIndex:
     """A :class:`PinFeedbackIndex` over the ``embedding`` column of a dataset's ``pins.parquet``.
 
     Raises ValueError naming the file (missing, not parquet, no ``embedding`` column) or the setting.

@@ -15,7 +15,7 @@ Query files: rows are normalised; rows whose normalised text is empty are skippe
 keys inside one chunk are encoded and written once (duplicates across chunks carry equal values).
 With a :class:`~encoders.model.pin_feedback.PinFeedbackIndex`, each chunk's query embeddings are
 refined by pin-space feedback before they are written, and ``model_version`` gets its tag
-(``<bundle version>+pinfb-k10-w0.2-<pins digest>``).
+(``<bundle version>+pinfb-k5-w0.1-<pins digest>``).
 """
 
 from __future__ import annotations

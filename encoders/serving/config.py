@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from encoders.model.pin_feedback import PinFeedback
+
 
 class ServeConfigError(ValueError):
     """A serving option has an impossible value; the message names the option."""
@@ -55,8 +57,8 @@ class ServeConfig:
     ort_spin: bool = False
     log_level: str = "warning"
     pin_feedback: Path | None = None
-    prf_k: int = 5
-    prf_weight: float = 0.1
+    prf_k: int = PinFeedback.k
+    prf_weight: float = PinFeedback.weight
 
     def __post_init__(self) -> None:
         self.bundle = Path(self.bundle)
@@ -81,8 +83,6 @@ class ServeConfig:
                 raise ServeConfigError(f"invalid serving option {name}={getattr(self, name)!r}")
         if self.variant not in ("auto", "fp32", "int8"):
             raise ServeConfigError(f"invalid serving option variant={self.variant!r} (expected auto, fp32 or int8)")
-        from encoders.model.pin_feedback import PinFeedback
-
         try:
             PinFeedback(self.prf_k, self.prf_weight)
         except ValueError as exc:
