@@ -39,3 +39,15 @@ def add_pin_feedback_options(parser: argparse.ArgumentParser, context: str) -> N
     parser.add_argument("--prf-weight", type=float, default=PinFeedback.weight,
                         help=f"{context}: weight of their mean against the query (default {PinFeedback.weight:g}; "
                         "0 = off)")
+
+
+def pin_feedback_from_args(args: argparse.Namespace) -> Any:  # -> PinFeedback
+    """The :class:`~encoders.model.pin_feedback.PinFeedback` of ``--prf-k``/``--prf-weight``; a CLIError
+    naming both flags when they are out of range."""
+    from encoders.cli.main import CLIError
+    from encoders.model.pin_feedback import PinFeedback
+
+    try:
+        return PinFeedback(k=args.prf_k, weight=args.prf_weight)
+    except ValueError as exc:
+        raise CLIError(f"--prf-k/--prf-weight: {exc}") from None

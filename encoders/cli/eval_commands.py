@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from encoders.cli.arguments import add_pin_feedback_options
+from encoders.cli.arguments import add_pin_feedback_options, pin_feedback_from_args
 from encoders.cli.main import CLIError
 
 
@@ -58,7 +58,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from encoders.eval.report import REPORT_JSON, REPORT_MD, evaluate
     from encoders.eval.retrieval import HNSWConfig
     from encoders.eval.systems import SystemOptions
-    from encoders.model.pin_feedback import PinFeedback
 
     if args.out is None and args.run is None:
         raise CLIError("nowhere to write the report: pass --out DIR (or --run RUN to write into the run directory)")
@@ -67,10 +66,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.ef_search < 1 or args.hnsw_m < 2:
         raise CLIError("--ef-search must be >= 1 and --hnsw-m >= 2")
     systems = [s.strip() for s in args.systems.split(",") if s.strip()] if args.systems else None
-    try:
-        feedback = PinFeedback(k=args.prf_k, weight=args.prf_weight)
-    except ValueError as exc:
-        raise CLIError(f"--prf-k/--prf-weight: {exc}") from None
+    feedback = pin_feedback_from_args(args)
     if args.threads:
         import faiss
         import torch

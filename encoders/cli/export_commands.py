@@ -7,7 +7,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from encoders.cli.arguments import add_pin_feedback_options
+from encoders.cli.arguments import add_pin_feedback_options, pin_feedback_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -112,16 +112,12 @@ def run_encode(args: argparse.Namespace) -> int:
 def _pin_feedback(args: argparse.Namespace):  # -> PinFeedbackIndex
     """The ``--pin-feedback`` pin index with ``--prf-k``/``--prf-weight`` (a CLIError naming the file or flag)."""
     from encoders.cli.main import CLIError
-    from encoders.model.pin_feedback import PinFeedback
     from encoders.runtime.feedback import load_pin_feedback
 
     if args.kind != "query":
         raise CLIError("--pin-feedback refines query embeddings; it needs --kind query")
+    feedback = pin_feedback_from_args(args)
     try:
-        PinFeedback(args.prf_k, args.prf_weight)
-    except ValueError as exc:
-        raise CLIError(f"--prf-k/--prf-weight: {exc}") from None
-    try:
-        return load_pin_feedback(args.pin_feedback, args.prf_k, args.prf_weight)
+        return load_pin_feedback(args.pin_feedback, feedback.k, feedback.weight)
     except ValueError as exc:
         raise CLIError(f"--pin-feedback {exc}") from None

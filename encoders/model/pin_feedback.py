@@ -81,7 +81,7 @@ class PinFeedbackIndex:
 
     @property
     def version_tag(self) -> str:
-        """``pinfb-k10-w0.2-<12 hex of the pin matrix's sha1>``: appended to a model version, so that
+        """``pinfb-k5-w0.1-<12 hex of the pin matrix's sha1>``: appended to a model version, so that
         embeddings refined with other settings or another pin index never pass for these."""
         return f"pinfb-k{self.feedback.k}-w{self.feedback.weight:g}-{self._digest}"  # type: ignore[attr-defined]
 

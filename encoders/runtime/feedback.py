@@ -40,7 +40,7 @@ class PinFeedbackEncoder:
 
     def __init__(self, inner: Encoder, index: PinFeedbackIndex):
         if int(inner.dim) != index.dim:
-            raise ValueError(f"the feedback pin index is {index.dim}-d but the encoder gives {inner.dim}-d")
+            raise ValueError(f"the feedback pin index is {index.dim}-d but the bundle encodes {inner.dim}-d")
         self.inner = inner
         self.index = index
 

@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from encoders.model.pin_feedback import PinFeedbackIndex
 from encoders.normalize import normalize_query
 from encoders.runtime.bundle import BundleEncoder
+from encoders.runtime.feedback import PinFeedbackEncoder
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 DEFAULT_COLUMNS = {"query": ("query", "query"), "pin": ("text", "pin_id")}  # kind -> (text column, key column)
@@ -152,13 +153,13 @@ def encode_file(
     if chunk_rows < 1:
         raise EncodeInputError(f"chunk_rows must be >= 1, got {chunk_rows}")
     kind = encoder.kind
-    version = encoder.model_version
     if feedback is not None:
         if kind != "query":
             raise EncodeInputError("pin feedback refines query embeddings; a pin bundle takes none")
-        if feedback.dim != encoder.dim:
-            raise EncodeInputError(f"the feedback pin index is {feedback.dim}-d but the bundle encodes {encoder.dim}-d")
-        version = f"{version}+{feedback.version_tag}"
+        try:
+            encoder = PinFeedbackEncoder(encoder, feedback)
+        except ValueError as exc:
+            raise EncodeInputError(str(exc)) from None
     default_text, default_key = DEFAULT_COLUMNS[kind]
     text_col = column or default_text
     key_col = "query" if kind == "query" else (key_column or default_key)
@@ -193,9 +194,7 @@ def encode_file(
                         raise EncodeInputError(f"{input_path}: key column {key_col!r} is null at row {rows_in + bad}")
                     keys = key_arr.cast(pa.string()).to_pylist()
                 emb = encoder.encode(texts)
-                if feedback is not None:
-                    emb = feedback.apply(emb)
-                writer.write_table(_record_table(schema, keys, emb, version, ts))
+                writer.write_table(_record_table(schema, keys, emb, encoder.model_version, ts))
                 rows_in += table.num_rows
                 rows_out += len(keys)
                 chunks += 1
@@ -207,7 +206,7 @@ def encode_file(
         bar.close()
     tmp.replace(out_path)
     return StreamEncodeResult(out_path, rows_in, rows_out, skipped, chunks, time.perf_counter() - t0,
-                              version, encoder.dim)
+                              encoder.model_version, encoder.dim)
 
 
 def _record_table(schema: pa.Schema, keys: list[str], emb: np.ndarray, version: str, ts: dt.datetime) -> pa.Table:
