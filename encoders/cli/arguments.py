@@ -51,3 +51,44 @@ def pin_feedback_from_args(args: argparse.Namespace) -> Any:  # -> PinFeedback
         return PinFeedback(k=args.prf_k, weight=args.prf_weight)
     except ValueError as exc:
         raise CLIError(f"--prf-k/--prf-weight: {exc}") from None
+
+
+def add_config_options(parser: argparse.ArgumentParser, config_cls: Any, helps: dict[str, str],
+                       skip: tuple[str, ...] = ()) -> None:
+    """One ``--flag`` per field of the dataclass ``config_cls`` (default taken from the dataclass, so
+    it is declared once): ``--max-length`` for ``max_length``; ``Literal`` fields become choices;
+    ``helps`` gives each flag's help text (the default is appended)."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(config_cls)
+    for f in dataclasses.fields(config_cls):
+        if f.name in skip:
+            continue
+        default = f.default
+        hint = hints[f.name]
+        kwargs: dict[str, Any] = {"default": default, "dest": f.name,
+                                  "help": f"{helps.get(f.name, f.name)} (default {default})"}
+        choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
+        base = next((t for t in (typing.get_args(hint) or (hint,)) if t is not type(None)), str)
+        if choices:
+            kwargs["choices"] = choices
+        elif isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = base if base in (int, float, str) else str
+        parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+
+
+def config_from_args(config_cls: Any, args: argparse.Namespace, **overrides: Any) -> Any:
+    """Build ``config_cls`` from the flags :func:`add_config_options` added; a CLIError naming the
+    option when ``__post_init__`` rejects a value."""
+    import dataclasses
+
+    from encoders.cli.main import CLIError
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls) if hasattr(args, f.name)}
+    try:
+        return config_cls(**{**values, **overrides})
+    except ValueError as exc:
+        raise CLIError(str(exc).replace("_", "-")) from None

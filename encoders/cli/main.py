@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "encoders.cli.serve_commands",
     "encoders.cli.train_commands",
     "encoders.cli.eval_commands",
+    "encoders.cli.relevance_commands",
     "abtest.cli",
     "dashboard.cli",
     "encoders.cli.feast_commands",

@@ -69,6 +69,24 @@ def check_texts(texts: Sequence[Any]) -> list[str]:
     return out
 
 
+def plan_calls(order: np.ndarray, lengths: Sequence[int], batch_size: int, max_tokens: int | None) -> list[np.ndarray]:
+    """Split row numbers ``order`` (usually sorted by length) into onnxruntime calls of <= ``batch_size``
+    rows and <= ``max_tokens`` padded tokens (rows x longest row); a longer single row gets its own call."""
+    calls: list[np.ndarray] = []
+    start, longest = 0, 0
+    for pos, i in enumerate(order):
+        n = pos - start
+        longest_if = max(longest, lengths[i])
+        full = n >= batch_size or (max_tokens is not None and n > 0 and (n + 1) * longest_if > max_tokens)
+        if full:
+            calls.append(order[start:pos])
+            start, longest_if = pos, lengths[i]
+        longest = longest_if
+    if start < len(order):
+        calls.append(order[start:])
+    return calls
+
+
 class BundleEncoder:
     """Load one tower of a bundle and encode lists of strings into ``(N, D)`` float32 arrays.
 
@@ -178,18 +196,4 @@ class BundleEncoder:
 
     def _plan(self, order: np.ndarray, rows: list[list[int]]) -> list[np.ndarray]:
         """Split ``order`` into calls of <= ``batch_size`` rows and <= ``max_tokens`` padded tokens."""
-        calls: list[np.ndarray] = []
-        start, longest = 0, 0
-        for pos, i in enumerate(order):
-            n = pos - start
-            longest_if = max(longest, len(rows[i]))
-            full = n >= self.batch_size or (
-                self.max_tokens is not None and n > 0 and (n + 1) * longest_if > self.max_tokens
-            )
-            if full:
-                calls.append(order[start:pos])
-                start, longest_if = pos, len(rows[i])
-            longest = longest_if
-        if start < len(order):
-            calls.append(order[start:])
-        return calls
+        return plan_calls(order, [len(r) for r in rows], self.batch_size, self.max_tokens)
