@@ -2,10 +2,11 @@
 
     searchsage abtest simulate --data DATASET_DIR --out LOGS_DIR [--users N --days D --pre-days P --seed S
                                --effect E --srm S --control-strategy bm25 --treatment-strategy embedding|blend|bm25
-                               --treatment-bundle BUNDLE | --treatment-run RUN_DIR]
+                               --treatment-bundle BUNDLE | --treatment-run RUN_DIR
+                               --judged-fraction F --model-noise SD --model-bias B --unjudged-relevance zero|sampled]
     searchsage abtest aggregate LOGS_DIR --out DIR [--experiment NAME --arms A,B --long-click-s 35 ...]
     searchsage abtest analyze LOGS_OR_USER_TABLE --control NAME --out DIR [--metrics m1,m2 --experiment NAME
-                              --allow-srm --no-cuped --sequential --weights a=1,b=1 ...]
+                              --allow-srm --no-cuped --sequential --weights a=1,b=1 --model-labels PATH ...]
 """
 
 from __future__ import annotations
@@ -28,6 +29,26 @@ def _share(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
     return value
 
 
@@ -79,6 +100,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     enc.add_argument("--rankings", type=Path,
                      help="precomputed rankings per arm (parquet: arm, query, pin_ids) with arms control/treatment")
     sim.add_argument("--k", type=positive_int, default=20, help="results per query page (default 20)")
+    sim.add_argument("--judged-fraction", type=_fraction, default=1.0,
+                     help="share of queries whose served results (all of both arms) are judged with the true grade "
+                     "into judgments.parquet (default 1.0: copy the dataset's judgments, as before)")
+    sim.add_argument("--model-noise", type=_non_negative, default=0.3,
+                     help="stand-in relevance model: Gaussian noise SD in grade units (default 0.3)")
+    sim.add_argument("--model-bias", type=_share, default=0.2,
+                     help="stand-in relevance model: shrinkage toward the middle of the scale and offset against "
+                     "results new in the treatment, in [0, 1) (default 0.2; see docs/abtest.md)")
+    sim.add_argument("--unjudged-relevance", choices=["zero", "sampled"], default="zero",
+                     help="true relevance of pins the dataset never judged: zero (default, as before) or sampled "
+                     "(a random judged grade of the query)")
     sim.set_defaults(func=_cmd_simulate)
 
     agg = sub.add_parser(
@@ -108,6 +140,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     an.add_argument("--allow-srm", action="store_true", help="write results flagged as blocked despite an SRM")
     an.add_argument("--served", type=Path, help="served.parquet (default: next to the input)")
     an.add_argument("--judgments", type=Path, help="judgments.parquet (default: next to the input)")
+    an.add_argument("--model-labels", type=Path,
+                    help="model_labels.parquet: a relevance model's grade for every served result (query, pin_id, "
+                    "grade on the judgments' scale; default: next to the input) → PPI relevance estimates")
     _aggregate_flags(an)
     an.set_defaults(func=_cmd_analyze)
 
@@ -160,16 +195,20 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
                            f"found {sorted(pre)}")
         try:
             built = build_dataset_arena(args.data, args.control_strategy, args.treatment_strategy, k=args.k,
-                                        seed=args.seed, query_encoder=encoder, precomputed=pre)
+                                        seed=args.seed, query_encoder=encoder, precomputed=pre,
+                                        unjudged=args.unjudged_relevance)
         except SimulationSetupError as exc:
             raise CLIError(str(exc)) from None
         arena, rankings = built.arena, built.rankings
     counts = write_simulated_logs(arena, cfg, args.out)
+    labels = None
     if rankings is not None:
+        labels = _write_labels(args, arena, built.judgments)
         write_served(rankings, args.out / "served.parquet")
-        shutil.copyfile(args.data / "judgments.parquet", args.out / "judgments.parquet")
     sim_json = args.out / "simulation.json"
     info = json.loads(sim_json.read_text())
+    if labels is not None:
+        info["labels"] = labels
     info["arms"] = {"control": args.control_strategy, "treatment": args.treatment_strategy,
                     "treatment_encoder": str(args.treatment_bundle or args.treatment_run or args.rankings
                                              or "engagement-centroid")}
@@ -177,6 +216,27 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items())
           + f" in {time.perf_counter() - t0:.1f}s")
     return 0
+
+
+def _write_labels(args: argparse.Namespace, arena, judgments: dict[str, dict[str, float]]) -> dict:
+    """judgments.parquet (the dataset's, or a judged sample), model_labels.parquet, true_grades.parquet."""
+    import pyarrow.parquet as pq
+
+    from abtest.simulate.labels import LabelConfig, simulate_labels
+
+    grades = [g for qj in judgments.values() for g in qj.values()]
+    lo, hi = (min(grades), max(grades)) if grades else (0.0, 1.0)
+    cfg = LabelConfig(judged_fraction=args.judged_fraction, model_noise=args.model_noise,
+                      model_bias=args.model_bias, seed=args.seed)
+    tables = simulate_labels(arena, lo, hi, cfg)
+    if tables["judgments"] is None:
+        shutil.copyfile(args.data / "judgments.parquet", args.out / "judgments.parquet")
+    else:
+        pq.write_table(tables["judgments"], args.out / "judgments.parquet")
+    pq.write_table(tables["model_labels"], args.out / "model_labels.parquet")
+    pq.write_table(tables["true_grades"], args.out / "true_grades.parquet")
+    return {"judged_fraction": cfg.judged_fraction, "model_noise": cfg.model_noise, "model_bias": cfg.model_bias,
+            "unjudged_relevance": args.unjudged_relevance, "grade_min": lo, "grade_max": hi}
 
 
 def _cmd_aggregate(args: argparse.Namespace) -> int:
@@ -205,7 +265,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     )
     try:
         out = analyze_path(args.source, args.out, cfg, experiment=args.experiment, aggregate_config=_agg_config(args),
-                           served=args.served, judgments=args.judgments)
+                           served=args.served, judgments=args.judgments, model_labels=args.model_labels)
     except SRMFailed as exc:
         print(f"searchsage: error: {exc}", file=sys.stderr)
         return 3

@@ -9,7 +9,8 @@ Input resolution (``analyze_path``):
   the time series).
 
 Relevance is added when ``served.parquet`` and ``judgments.parquet`` are found (next to the input or
-given explicitly).
+given explicitly); the PPI relevance estimates when ``served.parquet`` and ``model_labels.parquet``
+are found (with judgments if present, else model-only).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from pathlib import Path
 from abtest.aggregate import AggregateConfig, AggregateResult, aggregate_logs
 from abtest.analysis import AnalysisConfig, AnalysisResult, analyze_user_table
 from abtest.logs import LogValidationError
-from abtest.relevance_report import RelevanceReport, relevance_from_files
+from abtest.relevance_ppi import PPIRelevance
+from abtest.relevance_report import RelevanceReport, ppi_from_files, relevance_from_files
 from abtest.results_io import write_results
 from abtest.timeseries import SeriesConfig, build_timeseries
 
@@ -36,6 +38,7 @@ class PipelineOutput:
     analysis: AnalysisResult
     aggregate: AggregateResult | None
     relevance: RelevanceReport | None
+    relevance_ppi: PPIRelevance | None = None
 
 
 def _is_logs_dir(p: Path) -> bool:
@@ -57,7 +60,7 @@ def resolve_user_table(path: Path) -> tuple[Path, Path | None]:
 def analyze_path(
     source: str | Path, out_root: str | Path, config: AnalysisConfig, experiment: str | None = None,
     aggregate_config: AggregateConfig | None = None, served: str | Path | None = None,
-    judgments: str | Path | None = None, timeseries: bool = True,
+    judgments: str | Path | None = None, timeseries: bool = True, model_labels: str | Path | None = None,
 ) -> PipelineOutput:
     """Run the whole analysis and write ``out_root/<experiment>/``; raises ``SRMFailed`` before writing."""
     import duckdb
@@ -105,9 +108,14 @@ def analyze_path(
     relevance = None
     if served.is_file() and judgments.is_file():
         relevance = relevance_from_files(served, judgments, config.control, alpha=config.alpha)
+    model_labels = Path(model_labels) if model_labels else base / "model_labels.parquet"
+    rel_ppi = None
+    if served.is_file() and model_labels.is_file():
+        rel_ppi = ppi_from_files(served, judgments if judgments.is_file() else None, model_labels, config.control,
+                                 alpha=config.alpha)
     sim = base / "simulation.json"
     if sim.is_file():
         meta["simulation"] = json.loads(sim.read_text()).get("config", {})
     meta.update(cuped=config.cuped, sequential=config.sequential)
-    out = write_results(res, out_root, meta, series, relevance)
-    return PipelineOutput(out, res, agg, relevance)
+    out = write_results(res, out_root, meta, series, relevance, rel_ppi)
+    return PipelineOutput(out, res, agg, relevance, rel_ppi)

@@ -11,6 +11,10 @@ are dropped too. The paired t-test (df = Q - 1) gives the p-value in every metho
 chooses the interval: ``"t"`` (paired t), ``"bootstrap"`` (percentile interval of a paired
 bootstrap over queries, seeded), or ``"permutation"`` (t interval, p-value from a seeded random
 sign-flip permutation test instead of the t distribution).
+
+:func:`graded_query_metrics` scores served lists against any source of grades (human judgments or
+model labels) for a fixed list of queries, flagging the queries whose shown results are all graded;
+:mod:`abtest.relevance_ppi` builds the prediction-powered estimates on it.
 """
 
 from __future__ import annotations
@@ -212,3 +216,53 @@ def compare_relevance(
             )
         )
     return out
+
+
+@dataclass(frozen=True)
+class GradedMetrics:
+    """Per-query metrics of one arm from one source of grades (human judgments or model labels).
+
+    ``ndcg (Q,)``, ``precision (Q,)``: ``nan`` where the source has no grade at all for the query; an
+    undefined nDCG (no graded item with positive gain) is **0** here (nothing relevant to find), so the
+    estimand is defined for every query. ``complete (Q,)``: every result the arm served in the first
+    ``depth`` positions has a grade in the source; ``missing (Q,)``: how many of them lack one.
+    """
+
+    queries: tuple[str, ...]
+    ndcg: np.ndarray
+    precision: np.ndarray
+    complete: np.ndarray
+    missing: np.ndarray
+
+
+def graded_query_metrics(
+    served: Mapping[str, Sequence[str]],
+    grades: Mapping[str, Mapping[str, float]],
+    queries: Sequence[str],
+    *,
+    k: int = 10,
+    p_k: int = 8,
+    relevant_grade: float = 1.0,
+    min_grade: float = 0.0,
+) -> GradedMetrics:
+    """nDCG@``k`` / P@``p_k`` of ``served[q]`` for each of ``queries`` scored with ``grades`` (``(Q,)`` arrays).
+
+    Same gain, discount and ideal (every graded item of the query) as :func:`query_relevance`; results
+    without a grade count as the lowest grade. Queries the arm did not serve score over an empty list.
+    """
+    depth = max(k, p_k)
+    n = len(queries)
+    ndcg, prec = np.full(n, np.nan), np.full(n, np.nan)
+    complete, missing = np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64)
+    for i, q in enumerate(queries):
+        ranked = list(served.get(q, []))
+        graded = grades.get(q) or {}
+        missing[i] = sum(p not in graded for p in ranked[:depth])
+        complete[i] = bool(graded) and missing[i] == 0
+        if not graded:
+            continue
+        g = grades_for(ranked, graded)
+        value = ndcg_at_k(g, list(graded.values()), k=k, min_grade=min_grade)
+        ndcg[i] = 0.0 if math.isnan(value) else value
+        prec[i] = precision_at_k(g, k=p_k, relevant_grade=relevant_grade)
+    return GradedMetrics(tuple(queries), ndcg, prec, complete, missing)

@@ -6,6 +6,10 @@ query; the simulator writes it, production exports it from the serving log) and
 nDCG@k and P@p_k come from :mod:`abtest.relevance` (unjudged served results count as grade 0; the
 ideal DCG uses every judged item of the query); each treatment arm is compared with the control
 by a paired test over the queries both served.
+
+With ``model_labels.parquet`` (a relevance model's grade for every served result, same schema and
+grade scale as the judgments) :func:`ppi_from_files` adds the four estimates of
+:mod:`abtest.relevance_ppi` (PPI, judged-only, model-only, unjudged = 0).
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from abtest.relevance import compare_relevance, query_relevance
+from abtest.relevance_ppi import PPIRelevance, ppi_relevance
 from abtest.simulate.rankings import read_served
-from encoders.data.schema import JUDGMENTS, read_table
+from encoders.data.schema import JUDGMENTS, DataValidationError, read_table
 
 
 @dataclass
@@ -79,3 +85,31 @@ def relevance_report(
 def relevance_from_files(served_path: str | Path, judgments_path: str | Path, control: str, **kw) -> RelevanceReport:
     """:func:`relevance_report` over ``served.parquet`` and ``judgments.parquet``."""
     return relevance_report(read_served(served_path), load_judgments(judgments_path), control, **kw)
+
+
+def load_model_labels(path: str | Path, lo: float | None = None, hi: float | None = None) -> dict[str, dict[str, float]]:
+    """``{query: {pin_id: grade}}`` from a model-labels parquet (judgments schema).
+
+    With ``lo``/``hi`` (the judgments' grade scale) a grade outside ``[lo, hi]`` is an error naming the row.
+    """
+    t = read_table(path, JUDGMENTS)
+    grades = t.column("grade").to_numpy()
+    if lo is not None and hi is not None:
+        bad = np.flatnonzero((grades < lo - 1e-9) | (grades > hi + 1e-9))
+        if bad.size:
+            raise DataValidationError(path, f"model grade {grades[bad[0]]:g} is outside the judgments' grade scale "
+                                      f"[{lo:g}, {hi:g}]", column="grade", row=int(bad[0]))
+    out: dict[str, dict[str, float]] = {}
+    for q, p, g in zip(t.column("query").to_pylist(), t.column("pin_id").to_pylist(), grades.tolist(), strict=True):
+        out.setdefault(q, {})[p] = float(g)
+    return out
+
+
+def ppi_from_files(served_path: str | Path, judgments_path: str | Path | None, model_labels_path: str | Path,
+                   control: str, **kw) -> PPIRelevance:
+    """:func:`abtest.relevance_ppi.ppi_relevance` over the files (``judgments_path=None``: model-only)."""
+    judgments = load_judgments(judgments_path) if judgments_path is not None else None
+    grades = [g for qj in (judgments or {}).values() for g in qj.values()]
+    lo, hi = (min(grades), max(grades)) if grades else (None, None)
+    labels = load_model_labels(model_labels_path, lo, hi)
+    return ppi_relevance(read_served(served_path), labels, judgments, control, **kw)

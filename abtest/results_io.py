@@ -2,7 +2,8 @@
 
 Files (documented in ``docs/abtest.md``): ``summary.json``, ``results.parquet`` / ``.json`` /
 ``.md``, ``timeseries.parquet`` (when per-day data exist), ``relevance_per_query.parquet`` and
-``relevance.json`` (when served results and judgments exist). JSON floats ``nan``/``inf`` are
+``relevance.json`` (when served results and judgments exist), ``relevance_ppi.json`` and
+``relevance_ppi_per_query.parquet`` (when served results and model labels exist). JSON floats ``nan``/``inf`` are
 written as ``null`` / ``"inf"`` / ``"-inf"`` so any JSON reader can load them.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from abtest.analysis import AnalysisResult
+from abtest.relevance_ppi import PPIRelevance
 from abtest.relevance_report import RelevanceReport
 
 SCHEMA_VERSION = 1
@@ -114,7 +116,7 @@ def build_summary(res: AnalysisResult, meta: dict, files: list[str]) -> dict:
 
 def write_results(
     res: AnalysisResult, out_root: str | Path, meta: dict | None = None, timeseries: pd.DataFrame | None = None,
-    relevance: RelevanceReport | None = None,
+    relevance: RelevanceReport | None = None, relevance_ppi: PPIRelevance | None = None,
 ) -> Path:
     """Write ``out_root/<experiment>/`` and return that directory."""
     out = Path(out_root) / res.experiment
@@ -129,6 +131,10 @@ def write_results(
         relevance.per_query.to_parquet(out / "relevance_per_query.parquet", index=False)
         (out / "relevance.json").write_text(json.dumps(clean_json(relevance.summary), indent=1))
         files += ["relevance_per_query.parquet", "relevance.json"]
+    if relevance_ppi is not None:
+        relevance_ppi.per_query.to_parquet(out / "relevance_ppi_per_query.parquet", index=False)
+        (out / "relevance_ppi.json").write_text(json.dumps(clean_json(relevance_ppi.summary), indent=1))
+        files += ["relevance_ppi_per_query.parquet", "relevance_ppi.json"]
     summary = build_summary(res, meta or {}, files)
     (out / "results.md").write_text(results_markdown(res, summary))
     (out / "summary.json").write_text(json.dumps(clean_json(summary), indent=1))

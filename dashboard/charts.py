@@ -189,3 +189,38 @@ def hits_chart(hits: pd.DataFrame) -> alt.Chart:
         x=alt.X("score:Q", title="inner product (cosine)", scale=alt.Scale(zero=False)),
         tooltip=["pin_id", "text", alt.Tooltip("score:Q", format=".4f")],
     ).properties(height=max(120, 26 * len(df)))
+
+
+ESTIMATOR_LABELS = {"ppi": "PPI (decision)", "judged_only": "judged only", "model_only": "model only",
+                    "unjudged_zero": "unjudged = 0 (old)"}
+
+
+def estimates_forest(rows: pd.DataFrame, title: str = "") -> alt.LayerChart:
+    """One interval per estimator (``estimate``, ``ci_low``, ``ci_high``), faceted rows by ``metric``.
+
+    ``rows``: :func:`dashboard.loaders.ppi_estimates_table` rows of one scope and arm.
+    """
+    df = rows[["metric", "estimator", "estimate", "ci_low", "ci_high"]].copy()
+    df = _clip_intervals(df, "ci_low", "ci_high", "estimate")
+    df["estimator"] = df["estimator"].map(lambda e: ESTIMATOR_LABELS.get(e, e))
+    order = list(ESTIMATOR_LABELS.values())
+    y = alt.Y("estimator:N", sort=order, title=None)
+    color = alt.Color("estimator:N", sort=order, legend=None)
+    bars = alt.Chart(df).mark_rule(strokeWidth=3).encode(y=y, x=alt.X("ci_low:Q", title=title or "estimate, 95% CI"),
+                                                         x2="ci_high:Q", color=color)
+    pts = alt.Chart(df).mark_point(filled=True, size=80).encode(
+        y=y, x="estimate:Q", color=color,
+        tooltip=["metric", "estimator", alt.Tooltip("estimate:Q", format="+.4f"),
+                 alt.Tooltip("ci_low:Q", format="+.4f"), alt.Tooltip("ci_high:Q", format="+.4f")])
+    return alt.layer(bars, pts).properties(height=110, width=420).facet(row=alt.Row("metric:N", title=None))
+
+
+def calibration_chart(bins: list[dict], lo: float, hi: float) -> alt.LayerChart:
+    """Mean human grade against mean model grade per model-grade bin (``agreement.grades.calibration``)."""
+    df = pd.DataFrame(bins)
+    pts = alt.Chart(df).mark_line(point=True).encode(
+        x=alt.X("model_mean:Q", scale=alt.Scale(domain=[lo, hi]), title="model grade (bin mean)"),
+        y=alt.Y("human_mean:Q", scale=alt.Scale(domain=[lo, hi]), title="mean human grade"),
+        tooltip=[alt.Tooltip("model_mean:Q", format=".2f"), alt.Tooltip("human_mean:Q", format=".2f"), "n"])
+    diag = alt.Chart(pd.DataFrame({"a": [lo, hi]})).mark_line(strokeDash=[4, 4], color="grey").encode(x="a:Q", y="a:Q")
+    return alt.layer(diag, pts).properties(height=260, width=300, title="calibration of the relevance model")

@@ -4,7 +4,7 @@ Pure I/O (no Streamlit). Every failure is a :class:`DashboardDataError` whose me
 file is missing or malformed and which command writes it, so a page can show it instead of a
 traceback. Layouts: the A/B results directory of ``docs/abtest.md`` (``summary.json``,
 ``results.parquet``, ``timeseries.parquet``, ``relevance.json``, ``relevance_per_query.parquet``,
-``users.parquet``) and a bundle's ``eval_report.json`` (``encoders.eval.report``).
+``users.parquet``, optionally ``relevance_ppi.json`` + ``relevance_ppi_per_query.parquet``) and a bundle's ``eval_report.json`` (``encoders.eval.report``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ RESULTS = "results.parquet"
 TIMESERIES = "timeseries.parquet"
 RELEVANCE = "relevance.json"
 RELEVANCE_PER_QUERY = "relevance_per_query.parquet"
+RELEVANCE_PPI = "relevance_ppi.json"
+RELEVANCE_PPI_PER_QUERY = "relevance_ppi_per_query.parquet"
 USERS = "users.parquet"
 EVAL_REPORT = "eval_report.json"
 
@@ -32,6 +34,8 @@ RESULT_COLUMNS = ("metric", "role", "segment", "treatment", "control_value", "tr
                   "p_value_adjusted", "significant")
 SERIES_COLUMNS = ("series", "day", "metric", "arm", "value", "rel_delta", "rel_ci_low", "rel_ci_high")
 PER_QUERY_COLUMNS = ("query", "arm", "ndcg_at_k", "precision_at_k", "served_pin_ids")
+PPI_PER_QUERY_COLUMNS = ("query", "arm", "judged", "ndcg_at_k_human", "ndcg_at_k_model")
+PPI_KEYS = ("mode", "arms", "comparisons", "agreement", "judged_fraction")
 
 
 class DashboardDataError(ValueError):
@@ -153,6 +157,8 @@ class Experiment:
     timeseries: pd.DataFrame | None = None
     relevance: dict | None = None
     relevance_per_query: pd.DataFrame | None = None
+    relevance_ppi: dict | None = None
+    relevance_ppi_per_query: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -210,7 +216,48 @@ def load_experiment(results_root: str | Path, name: str) -> Experiment:
     else:
         exp.notes.append(f"{d / RELEVANCE} not found: relevance needs served.parquet + judgments.parquet "
                          "next to the logs when analysing")
+    load_relevance_ppi(exp)
     return exp
+
+
+def load_relevance_ppi(exp: Experiment) -> None:
+    """Fill ``exp.relevance_ppi`` (+ per-query table) when ``relevance_ppi.json`` exists (older results: note only)."""
+    d = exp.path
+    if not (d / RELEVANCE_PPI).is_file():
+        exp.notes.append(f"{d / RELEVANCE_PPI} not found: model-label (PPI) relevance needs served.parquet + "
+                         "model_labels.parquet next to the logs when analysing")
+        return
+    try:
+        data = read_json(d / RELEVANCE_PPI, ANALYZE_HINT)
+        missing = [k for k in PPI_KEYS if k not in data]
+        if missing:
+            raise DashboardDataError(f"{d / RELEVANCE_PPI}: key(s) {missing} missing ({ANALYZE_HINT})")
+        per_query = None
+        if (d / RELEVANCE_PPI_PER_QUERY).is_file():
+            per_query = read_parquet(d / RELEVANCE_PPI_PER_QUERY, PPI_PER_QUERY_COLUMNS, ANALYZE_HINT)
+        exp.relevance_ppi, exp.relevance_ppi_per_query = data, per_query
+    except DashboardDataError as exc:
+        exp.notes.append(str(exc))
+
+
+def ppi_estimates_table(ppi: dict) -> pd.DataFrame:
+    """Tidy rows of ``relevance_ppi.json``: one per (scope, metric, arm, estimator) with estimate and CI.
+
+    ``scope`` is ``"arm"`` (an arm's mean) or ``"delta"`` (treatment − control, ``arm`` = the treatment).
+    """
+    rows = [{"scope": "arm", "metric": r["metric"], "arm": r["arm"], "estimator": r["estimator"],
+             "estimate": _json_float(r.get("estimate")), "ci_low": _json_float(r.get("ci_low")),
+             "ci_high": _json_float(r.get("ci_high")), "n_labelled": r.get("n_labelled"),
+             "n_unlabelled": r.get("n_unlabelled"), "p_value": math.nan}
+            for r in ppi.get("arms", [])]
+    for c in ppi.get("comparisons", []):
+        ci = c.get("abs_ci") or [None, None]
+        rows.append({"scope": "delta", "metric": c["metric"], "arm": c.get("treatment", ""),
+                     "estimator": c["estimator"], "estimate": _json_float(c.get("abs_delta")),
+                     "ci_low": _json_float(ci[0]), "ci_high": _json_float(ci[1]), "n_labelled": c.get("n_control"),
+                     "n_unlabelled": None, "p_value": _json_float(c.get("p_value"))})
+    return pd.DataFrame(rows, columns=["scope", "metric", "arm", "estimator", "estimate", "ci_low", "ci_high",
+                                       "n_labelled", "n_unlabelled", "p_value"])
 
 
 def load_users(path: Path, columns: list[str]) -> pd.DataFrame:

@@ -3,8 +3,11 @@
 Queries are the judged queries of ``judgments.parquet``; their popularity is Zipf over a seeded
 permutation (so head/torso/tail slices exist). Each arm serves its top ``k`` (see
 :mod:`abtest.simulate.rankings`); a served pin's relevance is its judged grade rescaled to
-``[0, 1]`` over the dataset's grade range, **unjudged = 0** (the same convention as the relevance
-report, so the simulated users and nDCG agree on what is relevant).
+``[0, 1]`` over the dataset's grade range. A pin the dataset never judged has, by default,
+relevance **0** (``unjudged="zero"``: the convention of today's relevance report, so the simulated
+users and nDCG agree on what is relevant); ``unjudged="sampled"`` gives it instead the relevance of
+a random judged pin of the same query (seeded, the same for every arm that serves it) — the world
+in which a new arm surfaces unjudged but relevant results, what model labels + PPI are for.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from abtest.simulate.rankings import (
 from encoders.data.schema import ENGAGEMENTS, JUDGMENTS, PINS, DatasetPaths, pin_embedding_matrix, read_table
 
 STRATEGIES: tuple[str, ...] = ("bm25", "embedding", "blend")
+UNJUDGED: tuple[str, ...] = ("zero", "sampled")
 
 
 class SimulationSetupError(ValueError):
@@ -86,9 +90,16 @@ def strategy_rankings(
 
 def arena_from_rankings(
     rankings: Mapping[str, Rankings], judgments: Mapping[str, Mapping[str, float]], queries: list[str],
-    k: int, seed: int = 0, zipf: float = 1.0,
+    k: int, seed: int = 0, zipf: float = 1.0, unjudged: str = "zero",
 ) -> Arena:
-    """Encode per-arm rankings as ``(Q, K)`` pin indices and relevance in ``[0, 1]`` (unjudged = 0)."""
+    """Encode per-arm rankings as ``(Q, K)`` pin indices and relevance in ``[0, 1]``.
+
+    ``unjudged``: ``"zero"`` (relevance 0) or ``"sampled"`` (a random judged grade of the query).
+    """
+    if unjudged not in UNJUDGED:
+        raise SimulationSetupError(f"unknown unjudged relevance {unjudged!r}; expected one of {UNJUDGED}")
+    fill_rng = np.random.default_rng([seed, 1_234])
+    fill: dict[tuple[str, str], float] = {}
     grades = [g for qj in judgments.values() for g in qj.values()]
     lo, hi = (min(grades), max(grades)) if grades else (0.0, 1.0)
     span = hi - lo if hi > lo else 1.0
@@ -102,7 +113,13 @@ def arena_from_rankings(
             judged = judgments.get(q, {})
             for r, p in enumerate(ranking.get(q, [])[:k]):
                 P[qi, r] = pidx[p]
-                R[qi, r] = (judged[p] - lo) / span if p in judged else 0.0
+                if p in judged:
+                    R[qi, r] = (judged[p] - lo) / span
+                elif unjudged == "sampled" and judged:
+                    if (q, p) not in fill:
+                        pool = list(judged.values())
+                        fill[(q, p)] = (pool[int(fill_rng.integers(len(pool)))] - lo) / span
+                    R[qi, r] = fill[(q, p)]
         pins[arm], rel[arm] = P, R
     rng = np.random.default_rng(seed)
     pop = np.empty(len(queries))
@@ -113,7 +130,7 @@ def arena_from_rankings(
 def build_dataset_arena(
     data_dir: str | Path, control: str = "bm25", treatment: str = "embedding", k: int = 20, seed: int = 0,
     query_encoder: QueryEncoder | None = None, arm_names: tuple[str, str] = ("control", "treatment"),
-    precomputed: Mapping[str, Rankings] | None = None,
+    precomputed: Mapping[str, Rankings] | None = None, unjudged: str = "zero",
 ) -> DatasetArena:
     """Arena for a dataset dir: ``control``/``treatment`` strategies, or ``precomputed`` rankings per arm name."""
     dataset = DatasetPaths(Path(data_dir))
@@ -128,4 +145,5 @@ def build_dataset_arena(
             arm_names[0]: strategy_rankings(control, dataset, queries, k, bm25, query_encoder),
             arm_names[1]: strategy_rankings(treatment, dataset, queries, k, bm25, query_encoder),
         }
-    return DatasetArena(arena_from_rankings(rankings, judgments, queries, k, seed), rankings, judgments)
+    arena = arena_from_rankings(rankings, judgments, queries, k, seed, unjudged=unjudged)
+    return DatasetArena(arena, rankings, judgments)

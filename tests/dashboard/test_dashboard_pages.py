@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dash_fixtures import HEALTHY, SRM, DashEnv
+from dash_fixtures import HEALTHY, SRM, DashEnv, run_cli
 from streamlit.testing.v1 import AppTest
 
 from dashboard.loaders import load_pins
@@ -85,6 +85,37 @@ def test_relevance_page_shows_arms_and_swings(dash_env: DashEnv, monkeypatch: py
     side = at.dataframe[-1].value
     assert list(side.columns) == ["rank", "control", "treatment"]
     assert side.treatment.str.contains(" — ").any()  # pin text from the pins table
+
+
+def test_relevance_page_shows_the_four_estimates(dash_env: DashEnv, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    logs, results = tmp_path / "logs", tmp_path / "results"
+    run_cli("abtest", "simulate", "--data", str(dash_env.data), "--out", str(logs), "--users", "400", "--days", "2",
+            "--pre-days", "1", "--judged-fraction", "0.3", "--unjudged-relevance", "sampled", "--experiment", "ppi_exp")
+    run_cli("abtest", "analyze", str(logs), "--control", "control", "--out", str(results), "--no-segments")
+    at = page("relevance", monkeypatch, dash_env.env(SEARCHSAGE_DASH_RESULTS=str(results)))
+    assert not at.exception and not texts(at, "error")
+    rel = json.loads((results / "ppi_exp" / "relevance_ppi.json").read_text())
+    estimates = at.dataframe[0].value
+    ppi = estimates[(estimates.estimator == "PPI (decision)") & (estimates.metric == "ndcg@10")]
+    assert len(ppi) == 1 and set(estimates.estimator) == {"PPI (decision)", "judged only", "model only",
+                                                          "unjudged = 0 (old)"}
+    want = next(c for c in rel["comparisons"] if c["estimator"] == "ppi" and c["metric"] == "ndcg@10")
+    assert ppi["Δ [95% CI]"].iloc[0].startswith(f"{want['abs_delta']:+.4f} [{want['abs_ci'][0]:+.4f}")
+    metrics = {m.label: m.value for m in at.metric}
+    frac = rel["judged_fraction"]["control"]  # round(0.3 · Q) of the small preset's Q judged queries
+    assert 0.25 < frac < 0.35 and rel["mode"] == "ppi"
+    assert metrics["Judged queries · control"] == f"{100 * frac:.1f}%" and "Grade MAE" in metrics
+    assert any(list(d.value.columns)[:2] == ["model 1", "model 2"] for d in at.dataframe)  # confusion table
+    # an older results directory without the PPI files still renders the judgments-only page
+    old = tmp_path / "old"
+    shutil.copytree(results / "ppi_exp", old / "ppi_exp")
+    for name in ("relevance_ppi.json", "relevance_ppi_per_query.parquet"):
+        (old / "ppi_exp" / name).unlink()
+    at = page("relevance", monkeypatch, dash_env.env(SEARCHSAGE_DASH_RESULTS=str(old)))
+    assert not at.exception and not texts(at, "error") and "Judged queries · control" not in {
+        m.label for m in at.metric}
+    assert "nDCG@10 · control" in {m.label for m in at.metric}
 
 
 def test_explorer_embeds_live_and_says_store_not_configured(dash_env: DashEnv,
