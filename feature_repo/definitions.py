@@ -8,6 +8,10 @@ runs the batch UDFs (the ONNX bundle from ``$SEARCHSAGE_BUNDLE``) over the new r
 
 ``$SEARCHSAGE_EMBEDDING_DIM`` (default 384) is the declared vector length; a bundle of another D
 is refused at ``feast apply`` and at materialisation.
+
+``pin_engagement`` (per-pin engagement statistics of training queries, the relevance student's
+features) is declared only when its source ``data/pin_engagement.parquet`` exists — it is written by
+``searchsage relevance pin-stats`` — so a repository without it applies and materialises as before.
 """
 
 from __future__ import annotations
@@ -15,20 +19,23 @@ from __future__ import annotations
 import os
 import warnings
 from datetime import timedelta
+from pathlib import Path
 
 from feast import (
     BatchFeatureView,
     Entity,
     FeatureService,
+    FeatureView,
     Field,
     FileSource,
     OnDemandFeatureView,
     RequestSource,
     ValueType,
 )
-from feast.types import Array, Float32, String
+from feast.types import Array, Float32, Float64, Int64, String
 
 from encoders.featurestore.udfs import TOWER_TAG, embed_pins, embed_queries, live_query_embedding
+from encoders.relevance.engagement_stats import COUNT_COLUMNS, SOURCE_FILE, STAT_COLUMNS, VIEW_NAME
 
 warnings.filterwarnings("ignore", message=".*experimental.*", category=RuntimeWarning)
 
@@ -107,3 +114,23 @@ ranker_pins = FeatureService(
     features=[pin_embedding],
     description="Candidate pin embeddings and their model version (rows: pin_id).",
 )
+
+# Per-pin engagement statistics (encoders.relevance.engagement_stats): counts and a smoothed rate over
+# the engagements of training-split queries only. Declared only once its source exists, so that
+# `feast materialize` of a repository without it does not fail on a missing file.
+if (Path(__file__).resolve().parent / SOURCE_FILE).is_file():
+    pin_engagement_source = FileSource(
+        name="pin_engagement_source", path=SOURCE_FILE, timestamp_field="event_timestamp",
+        description="Per-pin engagement statistics of training queries (searchsage relevance pin-stats).",
+    )
+    pin_engagement = FeatureView(
+        name=VIEW_NAME, entities=[pin], source=pin_engagement_source, ttl=TTL, online=True,
+        schema=[Field(name="pin_id", dtype=String),
+                *(Field(name=c, dtype=Int64 if c in COUNT_COLUMNS else Float64) for c in STAT_COLUMNS)],
+        description="Pin engagement counts (all, per action, last 30 days), distinct queries, smoothed "
+                    "engagements per query; train-split queries only.",
+    )
+    ranker_pin_engagement = FeatureService(
+        name="ranker_pin_engagement", features=[pin_engagement],
+        description="Candidate pins' engagement statistics for the relevance student (rows: pin_id).",
+    )

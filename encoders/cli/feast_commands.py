@@ -40,6 +40,9 @@ def register(subparsers: Any) -> None:
                    help="bundle directory for live embedding (default: $SEARCHSAGE_BUNDLE)")
     k.add_argument("--k", type=int, default=10, help="results to print (default 10)")
     k.add_argument("--candidates", type=int, default=100, help="HNSW candidates to re-score (default 100)")
+    k.add_argument("--rerank", type=Path, default=None, metavar="STUDENT",
+                   help="re-score the candidates with a relevance student (searchsage relevance train-student; "
+                   "needs the repo's pin_engagement view) and order by its grade; prints both scores")
     k.set_defaults(func=cmd_rank)
 
 
@@ -95,12 +98,20 @@ def cmd_rank(args: argparse.Namespace) -> int:
         raise _cli_error(ValueError(f"need 1 <= --k <= --candidates, got k={args.k}, candidates={args.candidates}"))
     if args.bundle is not None:
         os.environ["SEARCHSAGE_BUNDLE"] = str(args.bundle.resolve())
+    if args.rerank is not None and not (args.rerank / "student.json").is_file():
+        raise _cli_error(FileNotFoundError(f"--rerank {args.rerank}: no student.json there (write one with "
+                                           "`searchsage relevance train-student`)"))
     warnings.filterwarnings("ignore", message="Batch feature views are experimental", category=RuntimeWarning)
     try:
-        result = rank_query(args.repo, args.query, k=args.k, candidates=args.candidates)
+        result = rank_query(args.repo, args.query, k=args.k, candidates=args.candidates, rerank=args.rerank)
     except (RedisUnavailable, FileNotFoundError, LookupError, ValueError) as exc:
         raise _cli_error(exc) from exc
     print(f"query: {result.query!r} (vector from {result.vector_source}, model {result.model_version})")
+    if result.reranker is not None:
+        print(f"reranked by student {result.reranker}; columns: rank, student grade, embedding score, pin, text")
+        for i, hit in enumerate(result.hits, 1):
+            print(f"{i:>3}  {hit.student:6.3f}  {hit.score:8.4f}  {hit.pin_id}  {hit.text}")
+        return 0
     for i, hit in enumerate(result.hits, 1):
         print(f"{i:>3}  {hit.score:8.4f}  {hit.pin_id}  {hit.text}")
     return 0

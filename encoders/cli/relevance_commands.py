@@ -24,10 +24,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "relevance model: cross-encoder teacher on human judgments, distilled student ranker, evaluation",
     )
     for name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # a concern not built yet
-            if exc.name != name:
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(name).register(sub)

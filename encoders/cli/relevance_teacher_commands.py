@@ -16,7 +16,7 @@ TEACHER_HELP = {
     "weight_decay": "AdamW weight decay",
     "warmup": "share of the steps spent warming up",
     "epochs": "passes over the training pairs (the schedule is planned for this many)",
-    "max_minutes": "time budget: the schedule is re-planned after 20 steps to end inside it",
+    "max_minutes": "time budget: the schedule is re-planned every 10 steps to end inside it",
     "pairwise_weight": "weight of the within-query RankNet loss next to the pointwise BCE (0 = off)",
     "precision": "bf16 = CPU/GPU bfloat16 autocast for the forward pass",
     "device": "torch device (cpu, cuda, cuda:N)",

@@ -7,7 +7,10 @@
    or the embeddings' model version changes;
 3. the candidates' embeddings fetched with :meth:`EmbeddingStore.fetch` (one numpy array) and
    scored by dot product (cosine for the L2-normalised towers). Non-Redis online stores (the
-   SQLite fallback) are read through stock ``get_online_features`` instead.
+   SQLite fallback) are read through stock ``get_online_features`` instead;
+4. optionally (``rerank=STUDENT``) every candidate re-scored by the distilled relevance student
+   (:class:`encoders.relevance.student.StudentScorer`, features read through Feast) and the top
+   ``k`` taken by student grade; each hit keeps both scores.
 """
 
 from __future__ import annotations
@@ -28,9 +31,12 @@ INDEX_FILE = "data/pin_index.faiss"
 
 @dataclass
 class Hit:
+    """One result: ``score`` is the embedding (cosine) score; ``student`` the student's grade when reranked."""
+
     pin_id: str
     score: float
     text: str
+    student: float | None = None
 
 
 @dataclass
@@ -39,6 +45,7 @@ class RankResult:
     vector_source: str
     model_version: str
     hits: list[Hit] = field(default_factory=list)
+    reranker: str | None = None
 
 
 class StockEmbeddingReader:
@@ -114,8 +121,13 @@ def pin_index(repo: Path, pins: Any, pin_ids: list[str]) -> tuple[Any, list[str]
     return index, ids
 
 
-def rank_query(repo: str | Path, query: str, k: int = 10, candidates: int = 100) -> RankResult:
-    """Top-``k`` pins for ``query`` from the Feast repository at ``repo``."""
+def rank_query(repo: str | Path, query: str, k: int = 10, candidates: int = 100,
+               rerank: str | Path | None = None) -> RankResult:
+    """Top-``k`` pins for ``query`` from the Feast repository at ``repo``.
+
+    ``rerank``: a student directory (``searchsage relevance train-student``); the candidates are then
+    ordered by the student's grade instead of the embedding score.
+    """
     from feast import FeatureStore
 
     repo = Path(repo)
@@ -138,6 +150,25 @@ def rank_query(repo: str | Path, query: str, k: int = 10, candidates: int = 100)
     cand_vecs, found = pins.fetch(cand_ids)  # fresh values from the online store
     scores = cand_vecs @ qvec
     scores[~found] = -np.inf
-    order = np.argsort(-scores)[:k]
-    hits = [Hit(cand_ids[i], float(scores[i]), texts.get(cand_ids[i], "")) for i in order if found[i]]
-    return RankResult(query, source, version, hits)
+    if rerank is None:
+        order = np.argsort(-scores)[:k]
+        hits = [Hit(cand_ids[i], float(scores[i]), texts.get(cand_ids[i], "")) for i in order if found[i]]
+        return RankResult(query, source, version, hits)
+    return _rerank(store, repo, query, Path(rerank), k, RankResult(query, source, version), cand_ids, scores, texts)
+
+
+def _rerank(store: Any, repo: Path, query: str, student_dir: Path, k: int, result: RankResult,
+            cand_ids: list[str], scores: np.ndarray, texts: dict[str, str]) -> RankResult:
+    """Score the found candidates with the student and keep the top ``k`` by student grade."""
+    from encoders.normalize import normalize_query
+    from encoders.relevance.features import FeastFeatureSource
+    from encoders.relevance.student import StudentScorer
+
+    keep = [i for i in range(len(cand_ids)) if np.isfinite(scores[i])]
+    ids = [cand_ids[i] for i in keep]
+    scorer = StudentScorer(student_dir, FeastFeatureSource(repo, store=store))
+    grades = scorer.score([normalize_query(query)] * len(ids), ids, [texts.get(p, "") for p in ids])
+    order = np.lexsort((-scores[keep], -grades))[:k]  # student grade, ties by embedding score
+    result.hits = [Hit(ids[j], float(scores[keep[j]]), texts.get(ids[j], ""), float(grades[j])) for j in order]
+    result.reranker = f"{student_dir} ({scorer.family})"
+    return result

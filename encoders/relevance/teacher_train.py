@@ -10,7 +10,8 @@ Each step takes whole queries (all their judged items of the ``train`` split) un
   within-query measures; the pointwise term alone spends capacity on between-query differences.
 
 The learning-rate schedule (linear warm-up, linear decay) is planned for ``epochs``; with
-``max_minutes`` it is re-planned after ``PLAN_AFTER_STEPS`` steps so that it ends inside the budget.
+``max_minutes`` it is re-planned every ``REPLAN_EVERY`` steps (from step ``PLAN_AFTER_STEPS``) from the
+mean step time so far, so that it ends inside the budget even when the machine's load changes.
 After training, the model scores the ``validation`` split: isotonic calibration
 (:mod:`encoders.relevance.calibration`) is fitted there and reported.
 """
@@ -28,11 +29,13 @@ import torch
 from torch import nn
 
 from encoders.relevance.calibration import calibration_report, fit_isotonic
+from encoders.relevance.metrics import kendall_tau_b
 from encoders.relevance.pairs import JudgedPairs
 from encoders.relevance.teacher_model import LogitModel, load_classifier, pair_tokenizer
 from encoders.runtime.cross_encoder import PairTokenizer, calibrate
 
 PLAN_AFTER_STEPS = 20
+REPLAN_EVERY = 10
 
 
 @dataclass
@@ -131,13 +134,12 @@ def predict_logits(model: LogitModel, tok: PairTokenizer, pairs: JudgedPairs, ba
 
 
 def validation_figures(pairs: JudgedPairs, grades: np.ndarray) -> dict[str, float]:
-    """Mean per-query Kendall tau-b over queries with >= 2 distinct grades, and the query count."""
-    from scipy.stats import kendalltau
-
+    """Mean per-query Kendall tau-b over queries with >= 2 distinct grades (a constant score list counts
+    as tau 0, as in ``searchsage relevance evaluate``), and the query count."""
     taus = []
     for g in pairs.query_groups():
         if np.unique(pairs.grades[g]).size >= 2:
-            t = kendalltau(grades[g], pairs.grades[g]).statistic
+            t = kendall_tau_b(grades[g], pairs.grades[g])
             taus.append(0.0 if not np.isfinite(t) else float(t))
     return {"kendall_tau": float(np.mean(taus)) if taus else float("nan"), "queries": len(taus)}
 
@@ -197,9 +199,10 @@ def train_teacher(pairs: JudgedPairs, config: TeacherConfig, progress: bool = Tr
             opt.step()
             step, seen = step + 1, seen + idx.size
             losses.append(float(loss.detach()))
-            if config.max_minutes and step == PLAN_AFTER_STEPS:
-                per_step = (time.perf_counter() - t0) / step
-                plan["total"] = max(step + 1, min(total, int(config.max_minutes * 60 / per_step)))
+            if config.max_minutes and step >= PLAN_AFTER_STEPS and step % REPLAN_EVERY == 0:
+                elapsed = time.perf_counter() - t0
+                left = int((config.max_minutes * 60 - elapsed) / (elapsed / step))
+                plan["total"] = max(step + 1, min(total, step + left))
                 bar.total = plan["total"]
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")

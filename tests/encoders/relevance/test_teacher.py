@@ -69,7 +69,7 @@ def test_not_a_sequence_classifier_is_a_clear_error(tmp_path: Path) -> None:
     d.mkdir()
     (d / "config.json").write_text(json.dumps({"model_type": "clip_vision_model"}))
     (d / "vocab.txt").write_text("[PAD]\n")
-    with pytest.raises(TeacherModelError, match="clip_vision_model.*sequence classifier"):
+    with pytest.raises(TeacherModelError, match=r"clip_vision_model.*sequence classifier"):
         load_classifier(d)
 
 
