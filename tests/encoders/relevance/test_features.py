@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_student_support import HashSource, make_dataset
+from relevance_helpers import HashSource, make_dataset
 
 from encoders.relevance.engagement_stats import STAT_COLUMNS
 from encoders.relevance.features import (

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_student_support import make_dataset, make_labels
+from relevance_helpers import make_dataset, make_labels
 
 from encoders.cli.main import main
 from encoders.featurestore.sources import append_pins, append_queries

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_student_support import HashSource, make_dataset, make_labels
+from relevance_helpers import HashSource, make_dataset, make_labels
 
 from encoders.data.schema import DataValidationError
 from encoders.relevance.features import FeatureSourceError

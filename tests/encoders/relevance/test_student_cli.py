@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_student_support import make_dataset, make_labels
+from relevance_helpers import make_dataset, make_labels
 
 from encoders.cli.main import main
 
