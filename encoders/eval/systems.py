@@ -78,6 +78,24 @@ def check_run_dir(run_dir: str | Path) -> Path:
     return d
 
 
+def load_run_tower_for(run_dir: str | Path, pin_dim: int):  # -> QueryTower (lazy torch import)
+    """The query tower of a run directory, checked against the frozen pins' width ``pin_dim``;
+    :class:`EvalInputError` naming the run when it cannot be loaded or does not fit."""
+    from encoders.model.tower import QueryTower
+
+    d = check_run_dir(run_dir)
+    try:
+        tower = QueryTower.load(d)
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise EvalInputError(f"run directory {d}: cannot load the query tower: {exc}") from None
+    if tower.out_dim != pin_dim:
+        raise EvalInputError(
+            f"run directory {d}: the query tower outputs {tower.out_dim}-d vectors but pins.parquet embeddings "
+            f"are {pin_dim}-d (was the run trained on another dataset?)"
+        )
+    return tower
+
+
 def run_bm25(ev: EvalSet, depth: int, opts: SystemOptions) -> SystemRun:
     t0 = time.perf_counter()
     ids, _ = BM25Retriever(ev.index_texts, progress=opts.progress).search(ev.queries, depth)
@@ -103,20 +121,10 @@ def run_zero_shot(ev: EvalSet, base_model: str | Path, depth: int, opts: SystemO
 
 
 def run_searchsage(ev: EvalSet, run_dir: str | Path, depth: int, opts: SystemOptions) -> SystemRun:
-    from encoders.model.tower import QueryTower
-
     t0 = time.perf_counter()
-    d = check_run_dir(run_dir)
+    d = Path(run_dir)
     x = ev.index_embeddings()
-    try:
-        tower = QueryTower.load(d)
-    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
-        raise EvalInputError(f"run directory {d}: cannot load the query tower: {exc}") from None
-    if tower.out_dim != x.shape[1]:
-        raise EvalInputError(
-            f"run directory {d}: the query tower outputs {tower.out_dim}-d vectors but pins.parquet embeddings "
-            f"are {x.shape[1]}-d (was the run trained on another dataset?)"
-        )
+    tower = load_run_tower_for(d, x.shape[1])
     max_len = int(tower.config.max_length)
     q = encode_with_tower(tower, ev.queries, True, max_len, opts.batch_size, opts.progress)
     ids, _ = exact_top_k(q, x, depth, opts.chunk_size, opts.progress)

@@ -195,20 +195,11 @@ def zero_shot_scorer(
 
 def tower_scorer(dataset_dir: str | Path, run_dir: str | Path, batch_size: int = 128) -> EmbeddingScorer:
     """The run's query tower · the frozen ``pins.parquet:embedding`` (inner product, as in training)."""
-    from encoders.eval.systems import check_run_dir
-    from encoders.model.tower import QueryTower
+    from encoders.eval.systems import load_run_tower_for
 
-    d = check_run_dir(run_dir)
+    d = Path(run_dir)
     ids, matrix = load_pin_embeddings(dataset_dir)
-    try:
-        tower = QueryTower.load(d)
-    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
-        raise RelevanceEvalError(f"run directory {d}: cannot load the query tower: {exc}") from None
-    if tower.out_dim != matrix.shape[1]:
-        raise RelevanceEvalError(
-            f"run directory {d}: the query tower outputs {tower.out_dim}-d vectors but pins.parquet embeddings "
-            f"are {matrix.shape[1]}-d (was the run trained on another dataset?)"
-        )
+    tower = load_run_tower_for(d, matrix.shape[1])
     encode = _tower_query_encoder(tower, int(tower.config.max_length), batch_size)
     return EmbeddingScorer(encode, StoredPinVectors(matrix, ids), f"query tower of {d} · frozen pin embedding")
 
