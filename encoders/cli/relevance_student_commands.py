@@ -143,6 +143,12 @@ def cmd_train_student(args: argparse.Namespace) -> int:
         if isinstance(exc, DataValidationError):
             raise
         raise _error(str(exc)) from exc
+    import json
+
+    from encoders.relevance.model_card import CARD_NAME, student_card
+    from encoders.relevance.student import MANIFEST
+
+    (report.out / CARD_NAME).write_text(student_card(json.loads((report.out / MANIFEST).read_text())))
     print(f"student: {report.family} ({report.train_rows} train / {report.validation_rows} validation pairs, "
           f"{len(report.feature_names)} features) -> {report.out}")
     for r in report.results:

@@ -88,6 +88,13 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
         training={"steps": result.steps, "epochs": result.epochs_done, "seconds": result.seconds},
         threads=config.threads or 2,
     )
+    import json
+    from dataclasses import asdict
+
+    from encoders.relevance.model_card import CARD_NAME, teacher_card
+
+    meta = json.loads((args.out / "teacher.json").read_text())
+    (args.out / CARD_NAME).write_text(teacher_card(meta, asdict(manifest)))
     v = result.validation
     print(f"teacher: {result.steps} steps, {result.epochs_done:.2f} epochs in {result.seconds:.0f} s; "
           f"validation Kendall tau {v.get('kendall_tau', float('nan')):.3f} over {v.get('queries', 0)} queries")

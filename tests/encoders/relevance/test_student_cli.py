@@ -43,6 +43,8 @@ def test_train_student_with_a_bundle(data: dict, tiny_onnx_bundle: Path, capsys:
     assert "student: lightgbm" in printed and "nDCG@10 teacher" in printed
     manifest = json.loads((out / "student.json").read_text())
     assert manifest["training"]["source"].startswith("bundle:") and manifest["embedding_dim"] == 32
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "| family | lightgbm |" in card and f"{manifest['training']['train_rows']} / " in card
     assert main(args) == 0  # re-training into a student directory overwrites it
     from encoders.relevance.features import DatasetFeatureSource
     from encoders.relevance.student import StudentScorer

@@ -82,6 +82,8 @@ def test_train_teacher_learns_calibrates_and_exports(teacher_dir: Path, judged_d
     manifest = json.loads((teacher_dir / "onnx" / "cross_encoder.json").read_text())
     assert manifest["parity"]["fp32_max_abs_diff"] < 1e-3
     assert manifest["grade_scale"]["lowest"] == 1.0 and manifest["grade_scale"]["highest"] == 3.0
+    card = (teacher_dir / "MODEL_CARD.md").read_text()
+    assert f"Kendall tau (mean over {val['queries']} queries" in card and manifest["model_version"] in card
     scorer = CrossEncoderScorer(teacher_dir, variant="fp32", threads=1)
     pairs = load_judged_pairs(judged_dir).subset("validation")
     grades = scorer.score(pairs.queries, pairs.texts)
