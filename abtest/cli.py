@@ -5,6 +5,7 @@
                                --treatment-bundle BUNDLE | --treatment-run RUN_DIR
                                --judged-fraction F --model-noise SD --model-bias B --unjudged-relevance zero|sampled]
     searchsage abtest aggregate LOGS_DIR --out DIR [--experiment NAME --arms A,B --long-click-s 35 ...]
+    searchsage abtest label --served SERVED --data DATASET_DIR (--student S | --teacher T) --out MODEL_LABELS
     searchsage abtest analyze LOGS_OR_USER_TABLE --control NAME --out DIR [--metrics m1,m2 --experiment NAME
                               --allow-srm --no-cuped --sequential --weights a=1,b=1 --model-labels PATH ...]
 """
@@ -146,6 +147,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _aggregate_flags(an)
     an.set_defaults(func=_cmd_analyze)
 
+    lab = sub.add_parser(
+        "label", help="grade every served result with the relevance student (or teacher) → model_labels.parquet",
+        description="Grade every distinct (query, pin) that any arm served (served.parquet) with the distilled "
+        "student (features read through Feast, or the source it was trained with) or the teacher, and write "
+        "model_labels.parquet (query, pin_id, grade) for `abtest analyze --model-labels`.",
+    )
+    lab.add_argument("--served", required=True, type=Path, help="served.parquet (arm, query, pin_ids)")
+    lab.add_argument("--data", required=True, type=Path, help="dataset directory (pins.parquet: the pin texts)")
+    who = lab.add_mutually_exclusive_group(required=True)
+    who.add_argument("--student", type=Path, help="student directory (searchsage relevance train-student)")
+    who.add_argument("--teacher", type=Path, help="teacher directory (searchsage relevance train-teacher)")
+    lab.add_argument("--out", required=True, type=Path, help="model_labels.parquet to write")
+    lab.add_argument("--threads", type=positive_int, default=2, help="threads (default 2)")
+    lab.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    lab.set_defaults(func=_cmd_label)
+
 
 def _aggregate_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", help="experiment name (needed when the logs hold several)")
@@ -277,4 +294,18 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
               file=sys.stderr)
     print((out.out_dir / "results.md").read_text())
     print(f"wrote {out.out_dir}")
+    return 0
+
+
+def _cmd_label(args: argparse.Namespace) -> int:
+    from abtest.model_labels import label_served
+    from encoders.data.schema import DatasetPaths
+    from encoders.relevance.scorers import student_scorer, teacher_scorer
+
+    if not args.served.is_file():
+        raise CLIError(f"--served {args.served}: file not found (served.parquet: arm, query, pin_ids)")
+    scorer = student_scorer(args.student, args.threads) if args.student else teacher_scorer(args.teacher, args.threads)
+    table = label_served(args.served, DatasetPaths(args.data).pins, scorer, args.out, progress=not args.no_progress)
+    print(f"wrote {args.out}: {table.num_rows} served (query, pin) pairs graded by "
+          f"{'student ' + str(args.student) if args.student else 'teacher ' + str(args.teacher)}")
     return 0

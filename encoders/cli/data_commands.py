@@ -1,6 +1,6 @@
 """``searchsage data ...`` and ``searchsage pins ...``: make, import, check and embed datasets.
 
-    searchsage data synth --out DIR [--preset small|default] [--pins N --queries N --engagements N --seed S]
+    searchsage data synth --out DIR [--preset small|default] [--pins N --queries N --engagements N --seed S] [--judgments eval|all]
     searchsage data import-homedepot CSV --out DIR [--encoding latin-1] [--threshold 2.67]
     searchsage data validate DIR
     searchsage pins embed DIR [--base-model PATH] [--force] [--threads N] [--batch-size N] [--max-length N]
@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--queries", type=positive_int, help="number of distinct queries (default 3000)")
     synth.add_argument("--engagements", type=positive_int, help="number of engagements (default 20 per query)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument("--judgments", choices=["eval", "all"], default="eval",
+                       help="judge the eval queries only (default; enough for evaluation) or every query (what a "
+                       "relevance teacher trains on: `searchsage relevance train-teacher`)")
     synth.set_defaults(func=_cmd_synth)
 
     imp = data_sub.add_parser(
@@ -78,7 +81,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from encoders.data.synthetic import PRESETS, write_synthetic
 
     config = PRESETS[args.preset]
-    changes: dict[str, int] = {"seed": args.seed}
+    changes: dict[str, object] = {"seed": args.seed, "judgments": args.judgments}
     if args.pins is not None:
         changes["n_pins"] = args.pins
     if args.queries is not None:

@@ -128,3 +128,22 @@ def test_cli_errors_are_one_line(judged_dir: Path, tmp_path: Path, capsys: pytes
     assert "invalid teacher option lr" in capsys.readouterr().err
     assert main(["relevance", "train-teacher", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "judgments.parquet" in capsys.readouterr().err
+
+
+def test_abtest_label_grades_served_results_with_the_teacher(teacher_dir: Path, judged_dir: Path,
+                                                             tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pairs = load_judged_pairs(judged_dir).subset("eval")
+    q = pairs.queries[0]
+    served = tmp_path / "served.parquet"
+    pq.write_table(pa.table({"arm": ["control", "treatment"], "query": [q, q],
+                             "pin_ids": [pairs.pin_ids[:3], pairs.pin_ids[1:4]]}), served)
+    out = tmp_path / "model_labels.parquet"
+    assert main(["abtest", "label", "--served", str(served), "--data", str(judged_dir), "--teacher", str(teacher_dir),
+                 "--out", str(out), "--threads", "1", "--no-progress"]) == 0
+    t = pd.read_parquet(out)
+    assert t["pin_id"].tolist() == pairs.pin_ids[:4]
+    want = CrossEncoderScorer(teacher_dir, threads=1).score([q] * 4, pairs.texts[:4])
+    np.testing.assert_allclose(t["grade"].to_numpy(), want, rtol=1e-6)
