@@ -8,31 +8,48 @@ from pathlib import Path
 from encoders.cli.arguments import add_pin_feedback_options
 
 
+def _option(p: argparse.ArgumentParser, flag: str, kind: type) -> None:
+    """Add ``flag`` with the default and help declared once on :class:`ServeConfig`."""
+    from encoders.serving.config import option_help
+
+    default, text = option_help(flag.lstrip("-").replace("-", "_"))
+    p.add_argument(flag, type=kind, default=default, help=text)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "serve",
         help="serve query embeddings over HTTP with dynamic batching and a Redis cache",
         description="Start an HTTP service: POST /embed {\"queries\": [...]}, GET /health, GET /metrics. "
-        "Concurrent requests share encoder batches (flushed at --max-batch queries or after "
-        "--max-wait-ms); with --redis or --repo, embeddings are looked up in the Feast Redis online "
-        "store first and misses are written back.",
+        "Concurrent requests share encoder batches: an idle encoder runs what is queued at once, a busy "
+        "one lets requests accumulate up to --max-batch queries / --max-batch-tokens; beyond --max-queue "
+        "waiting queries requests get 503. With --redis or --repo, embeddings are looked up in the Feast "
+        "Redis online store first and misses are written back.",
     )
     p.add_argument("--bundle", required=True, type=Path, help="bundle directory from `searchsage export`")
     store = p.add_mutually_exclusive_group()
     store.add_argument("--repo", type=Path, default=None, help="Feast repository whose online store is the cache")
-    store.add_argument("--redis", default=None, metavar="HOST:PORT", help="Redis online store (host:port[,password=...])")
+    store.add_argument("--redis", default=None, metavar="HOST:PORT",
+                       help="Redis online store (host:port[,password=...] or redis://[:password@]host:port[/db])")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     p.add_argument("--variant", choices=("auto", "fp32", "int8"), default="auto",
                    help="ONNX variant (default auto: $SEARCHSAGE_BUNDLE_VARIANT, else fp32 — the variant Feast "
                    "materialisation uses, so stored and served vectors agree)")
-    p.add_argument("--max-batch", type=int, default=256, help="most queries per encoder call (default 256)")
-    p.add_argument("--max-wait-ms", type=float, default=5.0, help="flush a batch after this wait (default 5 ms)")
-    p.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads (default 2)")
-    p.add_argument("--workers", type=int, default=1, help="encoder threads, one batch in flight each (default 1)")
+    _option(p, "--max-batch", int)
+    _option(p, "--max-batch-tokens", int)
+    _option(p, "--max-wait-ms", float)
+    _option(p, "--max-queue", int)
+    _option(p, "--threads", int)
+    _option(p, "--workers", int)
     p.add_argument("--no-batching", action="store_true", help="encode each request on its own (baseline)")
-    p.add_argument("--max-queries", type=int, default=256, help="most queries per request (default 256)")
-    p.add_argument("--max-body-bytes", type=int, default=1_000_000, help="largest request body (default 1 MB)")
+    _option(p, "--max-queries", int)
+    _option(p, "--max-query-chars", int)
+    _option(p, "--max-body-bytes", int)
+    _option(p, "--store-timeout-ms", float)
+    _option(p, "--shutdown-timeout-s", float)
+    p.add_argument("--no-write-back", action="store_true",
+                   help="never write to the store (read-only cache; e.g. a canary sharing another deployment's store)")
     p.add_argument("--ort-spin", action="store_true",
                    help="let idle onnxruntime threads spin-wait (default: they sleep, leaving CPU to HTTP)")
     p.add_argument("--pin-feedback", type=Path, default=None, metavar="PINS_PARQUET",
@@ -45,23 +62,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from encoders.cli.main import CLIError
+    from encoders.featurestore.connection import redact_secrets
+    from encoders.featurestore.redis_server import RedisUnavailable
     from encoders.serving.config import ServeConfig, ServeConfigError
 
     try:
         config = ServeConfig(
             bundle=args.bundle, variant=args.variant, redis=args.redis, repo=args.repo, host=args.host,
-            port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, threads=args.threads,
+            port=args.port, max_batch=args.max_batch, max_batch_tokens=args.max_batch_tokens,
+            max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, threads=args.threads,
             workers=args.workers, batching=not args.no_batching, max_queries=args.max_queries,
-            max_body_bytes=args.max_body_bytes, ort_spin=args.ort_spin, log_level=args.log_level,
+            max_query_chars=args.max_query_chars, max_body_bytes=args.max_body_bytes,
+            store_timeout_ms=args.store_timeout_ms, shutdown_timeout_s=args.shutdown_timeout_s,
+            write_back=not args.no_write_back, ort_spin=args.ort_spin, log_level=args.log_level,
             pin_feedback=args.pin_feedback, prf_k=args.prf_k, prf_weight=args.prf_weight,
         )
     except ServeConfigError as exc:
-        raise CLIError(str(exc)) from None
+        raise CLIError(redact_secrets(str(exc), args.redis)) from None
     from encoders.runtime import BundleError
     from encoders.serving.server import run
 
     try:
         run(config)
-    except (BundleError, ServeConfigError) as exc:
-        raise CLIError(str(exc)) from None
+    except (BundleError, ServeConfigError, RedisUnavailable) as exc:
+        raise CLIError(redact_secrets(str(exc), args.redis)) from None
     return 0

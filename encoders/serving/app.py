@@ -2,8 +2,9 @@
 
 ``POST /embed`` takes ``{"queries": ["..."]}`` and answers
 ``{"model_version": str, "dim": D, "embeddings": [[D floats], ...], "cached": [bool, ...]}``.
-Client mistakes get a 4xx JSON ``{"error": message}``; an encoder failure gets a 500 with the
-same shape; nothing a client sends can stop the worker.
+Client mistakes get a 4xx JSON ``{"error": message}``; a full queue gets 503 with ``Retry-After``;
+an encoder failure on the request's own texts gets a 500 with the same shape (never because of
+another request); nothing a client sends can stop the worker or disable the cache.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from encoders.serving.batcher import Overloaded
 from encoders.serving.metrics import to_prometheus
 from encoders.serving.service import EmbeddingService
-from encoders.serving.validation import BadRequest, RequestLimits, parse_embed_body
+from encoders.serving.validation import BadRequest, RequestLimits, check_content_type, parse_embed_body
 
 try:  # orjson writes numpy float32 rows directly (shortest round-trip repr), ~14x faster than json
     import orjson
@@ -74,6 +76,7 @@ def create_app(service: EmbeddingService, limits: RequestLimits | None = None) -
         t0 = time.perf_counter()
         n = 0
         try:
+            check_content_type(request.headers.get("content-type"))
             body = await _read_body(request, limits.max_body_bytes)
             queries = parse_embed_body(body, limits)
             n = len(queries)
@@ -81,12 +84,17 @@ def create_app(service: EmbeddingService, limits: RequestLimits | None = None) -
         except BadRequest as exc:
             metrics.record_request(exc.status)
             return _json({"error": exc.message}, exc.status)
+        except Overloaded as exc:
+            metrics.record_request(503)
+            response = _json({"error": str(exc)}, 503)
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+            return response
         except ClientDisconnect:
             metrics.record_request(499)
             return Response(status_code=400)
         except Exception as exc:  # the worker keeps serving; the client learns what failed
             metrics.record_request(500)
-            return _json({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
+            return _json({"error": service.cache.describe(f"internal error: {type(exc).__name__}: {exc}")}, 500)
         response = _json(
             {
                 "model_version": result.model_version,
@@ -103,7 +111,7 @@ def create_app(service: EmbeddingService, limits: RequestLimits | None = None) -
 
     async def metrics_endpoint(request: Request) -> Response:
         snap = metrics.snapshot()
-        snap["store"] = service.cache.health().to_dict()
+        snap["store"] = service.cache.health().to_dict()  # address and last_error already redacted
         snap["cache"]["stale"] = service.cache.stale  # type: ignore[index]
         if request.query_params.get("format") == "prometheus":
             return Response(to_prometheus(snap), media_type="text/plain; version=0.0.4")

@@ -1,18 +1,25 @@
-"""Dynamic batching: concurrent requests share encoder calls.
+"""Dynamic batching: concurrent requests share encoder calls, without costing a quiet service latency.
 
-:class:`DynamicBatcher` queues the queries of every request and flushes a batch when it holds
-``max_batch`` queries or when its oldest query has waited ``max_wait_ms`` (default 5 ms). The
-encoder runs in a thread pool off the event loop with one batch in flight per worker thread;
-while all workers are busy the next batch keeps filling (up to ``max_batch``), so batches grow
-with load. :class:`UnbatchedRunner` is the baseline: each request is one encoder call.
+:class:`DynamicBatcher` queues the queries of every request. When an encoder worker is free,
+whatever is queued runs at once (up to ``max_batch`` queries and ``max_batch_tokens`` estimated
+tokens); while every worker is busy, requests accumulate, so batches grow with load by themselves
+(continuous batching, as text-embeddings-inference does). ``max_wait_ms`` (default 0) optionally
+holds an idle encoder back for companions. The queue is bounded: beyond ``max_queue`` queries a
+request fails fast with :class:`Overloaded` (HTTP 503 + ``Retry-After``).
+
+A failing encoder call never fails batch-mates: the batch is split in halves and retried until
+the failure is isolated to the request that causes it. :class:`UnbatchedRunner` is the baseline:
+each request is one encoder call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -26,9 +33,25 @@ class EncoderFailure(RuntimeError):
     """The encoder raised or returned a malformed matrix; the message says which."""
 
 
+class Overloaded(RuntimeError):
+    """The queue is full (or the service is stopping): retry after ``retry_after_s`` seconds."""
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+def estimate_tokens(text: str, cap: int | None = None) -> int:
+    """A cheap token estimate for the batch budget: ``[CLS]``/``[SEP]`` plus ~4 characters per
+    token, at most ``cap`` (the model's ``max_length``: longer inputs are truncated anyway)."""
+    n = 2 + math.ceil(len(text) / 4)
+    return min(n, cap) if cap else n
+
+
 @dataclass
 class _Pending:
     texts: list[str]
+    tokens: int
     future: asyncio.Future[np.ndarray]
     enqueued: float = field(default_factory=time.perf_counter)
 
@@ -41,15 +64,40 @@ def _check_matrix(out: object, n: int, dim: int) -> np.ndarray:
     return arr.astype(np.float32, copy=False)
 
 
-class _RunnerBase:
-    """Shared thread pool, metrics and lifecycle of both runners."""
+def _failure(exc: BaseException) -> EncoderFailure:
+    return exc if isinstance(exc, EncoderFailure) else EncoderFailure(f"encoder failed: {type(exc).__name__}: {exc}")
 
-    def __init__(self, encoder: Encoder, *, workers: int = 1, metrics: ServiceMetrics | None = None) -> None:
+
+class _RunnerBase:
+    """Shared thread pool, metrics, queue bound and lifecycle of both runners."""
+
+    def __init__(self, encoder: Encoder, *, workers: int = 1, max_queue: int | None = None,
+                 metrics: ServiceMetrics | None = None) -> None:
+        if max_queue is not None and max_queue < 1:
+            raise ValueError(f"max_queue must be >= 1, got {max_queue}")
         self.encoder = encoder
         self.workers = workers
+        self.max_queue = max_queue
         self.metrics = metrics if metrics is not None else ServiceMetrics()
         self.dim = int(encoder.dim)
+        self._queued = 0
+        self._closing = False
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="searchsage-encode")
+
+    @property
+    def queued(self) -> int:
+        """Queries admitted and not yet answered by the encoder."""
+        return self._queued
+
+    def _admit(self, n: int) -> None:
+        """Reserve room for ``n`` queries or raise :class:`Overloaded` (a lone request always fits)."""
+        if self._closing:
+            self.metrics.rejected += 1
+            raise Overloaded("the service is shutting down")
+        if self.max_queue is not None and self._queued and self._queued + n > self.max_queue:
+            self.metrics.rejected += 1
+            raise Overloaded(f"overloaded: {self._queued} queries are waiting (limit {self.max_queue}); retry shortly")
+        self._queued += n
 
     def _encode_timed(self, texts: list[str]) -> tuple[np.ndarray, float]:
         t0 = time.perf_counter()
@@ -60,6 +108,7 @@ class _RunnerBase:
         """Start background work (no-op for the unbatched runner)."""
 
     async def aclose(self) -> None:
+        self._closing = True
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 
@@ -69,12 +118,15 @@ class UnbatchedRunner(_RunnerBase):
     async def encode(self, texts: list[str]) -> np.ndarray:
         """Embed ``texts`` -> ``(len(texts), dim)`` float32, in a worker thread."""
         loop = asyncio.get_running_loop()
+        self._admit(len(texts))
         t0 = time.perf_counter()
         try:
             out, secs = await loop.run_in_executor(self._executor, self._encode_timed, list(texts))
         except Exception as exc:
             self.metrics.encoder_errors += 1
-            raise EncoderFailure(f"encoder failed: {type(exc).__name__}: {exc}") from exc
+            raise _failure(exc) from exc
+        finally:
+            self._queued -= len(texts)
         self.metrics.record_batch(len(texts), secs, [time.perf_counter() - t0 - secs])
         return out
 
@@ -85,9 +137,12 @@ class DynamicBatcher(_RunnerBase):
     Args:
         encoder: anything with ``encode(list[str]) -> (N, D) float32`` and ``dim``.
         max_batch: most queries per encoder call (a larger request is split into chunks).
-        max_wait_ms: longest the oldest queued query waits before its batch is flushed.
+        max_batch_tokens: most estimated tokens per encoder call (``token_count`` summed).
+        max_wait_ms: how long an idle encoder waits for companions of the oldest query (0: none).
+        max_queue: most queries waiting; more raise :class:`Overloaded` (``None``: unbounded).
         workers: encoder threads; at most one batch in flight per worker.
-        metrics: where batch sizes and timings are recorded.
+        metrics: where batch sizes, timings and rejections are recorded.
+        token_count: the per-query token estimate (default :func:`estimate_tokens`).
     """
 
     def __init__(
@@ -95,27 +150,31 @@ class DynamicBatcher(_RunnerBase):
         encoder: Encoder,
         *,
         max_batch: int = 256,
-        max_wait_ms: float = 5.0,
+        max_batch_tokens: int = 16384,
+        max_wait_ms: float = 0.0,
+        max_queue: int | None = 2048,
         workers: int = 1,
         metrics: ServiceMetrics | None = None,
+        token_count: Callable[[str], int] | None = None,
     ) -> None:
-        super().__init__(encoder, workers=workers, metrics=metrics)
-        if max_batch < 1 or max_wait_ms < 0:
-            raise ValueError(f"max_batch must be >= 1 and max_wait_ms >= 0, got {max_batch}, {max_wait_ms}")
+        super().__init__(encoder, workers=workers, max_queue=max_queue, metrics=metrics)
+        if max_batch < 1 or max_wait_ms < 0 or max_batch_tokens < 1:
+            raise ValueError(
+                f"max_batch and max_batch_tokens must be >= 1 and max_wait_ms >= 0, got "
+                f"{max_batch}, {max_batch_tokens}, {max_wait_ms}"
+            )
         self.max_batch = max_batch
+        self.max_batch_tokens = max_batch_tokens
         self.max_wait_s = max_wait_ms / 1000.0
+        self.token_count = token_count or estimate_tokens
         self._queue: deque[_Pending] = deque()
-        self._queued = 0
+        self._queued_rows = 0  # queries in self._queue (admitted ones in flight are not counted)
+        self._queued_tokens = 0
         self._signal: asyncio.Future[None] | None = None  # what _run is waiting on
-        self._idle = True  # _run waits for a first query (True) or for a full batch (False)
+        self._filling = False  # _run holds a free worker and waits max_wait for a full batch
         self._slots: asyncio.Semaphore | None = None
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Future[object]] = set()
-
-    @property
-    def queued(self) -> int:
-        """Queries waiting for a batch."""
-        return self._queued
 
     async def start(self) -> None:
         """Start the flushing task on the running loop (idempotent)."""
@@ -125,6 +184,7 @@ class DynamicBatcher(_RunnerBase):
 
     async def aclose(self) -> None:
         """Stop flushing, fail queued requests, wait for batches in flight."""
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -133,50 +193,79 @@ class DynamicBatcher(_RunnerBase):
         while self._queue:
             p = self._queue.popleft()
             if not p.future.done():
-                p.future.set_exception(EncoderFailure("service is shutting down"))
-        self._queued = 0
+                p.future.set_exception(Overloaded("the service is shutting down"))
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
         await super().aclose()
 
+    def _chunks(self, texts: list[str]) -> list[tuple[list[str], int]]:
+        """Split one request into pieces of <= ``max_batch`` queries and <= ``max_batch_tokens``."""
+        out: list[tuple[list[str], int]] = []
+        cur: list[str] = []
+        tokens = 0
+        for t in texts:
+            n = self.token_count(t)
+            if cur and (len(cur) >= self.max_batch or tokens + n > self.max_batch_tokens):
+                out.append((cur, tokens))
+                cur, tokens = [], 0
+            cur.append(t)
+            tokens += n
+        if cur:
+            out.append((cur, tokens))
+        return out
+
     async def encode(self, texts: list[str]) -> np.ndarray:
-        """Embed ``texts`` -> ``(len(texts), dim)`` float32 via shared batches."""
+        """Embed ``texts`` -> ``(len(texts), dim)`` float32 via shared batches.
+
+        Raises :class:`Overloaded` at once when the queue is full, :class:`EncoderFailure` when
+        the encoder fails on these texts (never because of another request's texts).
+        """
         if self._task is None:
             await self.start()
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if len(texts) > self.max_batch:
-            chunks = [texts[i : i + self.max_batch] for i in range(0, len(texts), self.max_batch)]
-            parts = await asyncio.gather(*(self.encode(c) for c in chunks))
-            return np.vstack(parts)
-        fut: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(texts, fut))
-        self._queued += len(texts)
-        if self._signal is not None and (self._idle or self._queued >= self.max_batch):
+        self._admit(len(texts))
+        loop = asyncio.get_running_loop()
+        futures = []
+        for chunk, tokens in self._chunks(texts):
+            fut: asyncio.Future[np.ndarray] = loop.create_future()
+            self._queue.append(_Pending(chunk, tokens, fut))
+            self._queued_rows += len(chunk)
+            self._queued_tokens += tokens
+            futures.append(fut)
+        if self._signal is not None and (not self._filling or self._full()):
             _wake(self._signal)
-        return await fut
+        try:
+            parts = await asyncio.gather(*futures)
+        finally:
+            for f in futures:
+                if not f.done():
+                    f.cancel()  # the client went away: _take skips it
+        return parts[0] if len(parts) == 1 else np.vstack(parts)
+
+    def _full(self) -> bool:
+        return self._queued_rows >= self.max_batch or self._queued_tokens >= self.max_batch_tokens
 
     async def _run(self) -> None:
         assert self._slots is not None
         loop = asyncio.get_running_loop()
         while True:
-            if not self._queue:  # idle: sleep until encode() queues something
-                self._idle = True
+            if not self._queue:  # nothing queued: sleep until encode() queues something
                 self._signal = loop.create_future()
                 await self._signal
+                self._signal = None
                 continue
-            # Wait until the batch is full or its oldest query has waited max_wait. encode() only
-            # wakes us when the batch fills, so waiting costs one timer per batch, not per request.
-            remaining = self._queue[0].enqueued + self.max_wait_s - time.perf_counter()
-            if self._queued < self.max_batch and remaining > 0:
-                self._idle = False
-                self._signal = loop.create_future()
-                timer = loop.call_later(remaining, _wake, self._signal)
-                await self._signal
-                timer.cancel()
-            self._signal = None
-            await self._slots.acquire()  # one batch in flight per worker; the queue keeps filling
+            await self._slots.acquire()  # a free worker; while all are busy, the queue keeps filling
+            if self.max_wait_s > 0 and self._queue and not self._full():
+                remaining = self._queue[0].enqueued + self.max_wait_s - time.perf_counter()
+                if remaining > 0:  # optional: hold the idle worker back for companions
+                    self._filling = True
+                    self._signal = loop.create_future()
+                    timer = loop.call_later(remaining, _wake, self._signal)
+                    await self._signal
+                    timer.cancel()
+                    self._signal, self._filling = None, False
             batch = self._take()
             if batch:
                 self._launch(batch)
@@ -184,54 +273,90 @@ class DynamicBatcher(_RunnerBase):
                 self._slots.release()
 
     def _take(self) -> list[_Pending]:
-        """Pop whole requests, oldest first, up to ``max_batch`` queries; skip cancelled ones."""
+        """Pop whole chunks, oldest first, within ``max_batch`` and ``max_batch_tokens``; skip
+        those whose client went away."""
         batch: list[_Pending] = []
-        size = 0
+        rows = tokens = 0
         while self._queue:
             p = self._queue[0]
-            if p.future.done():  # the client went away
+            if p.future.done():  # cancelled: the client went away
                 self._queue.popleft()
+                self._queued_rows -= len(p.texts)
+                self._queued_tokens -= p.tokens
                 self._queued -= len(p.texts)
                 continue
-            if batch and size + len(p.texts) > self.max_batch:
+            if batch and (rows + len(p.texts) > self.max_batch or tokens + p.tokens > self.max_batch_tokens):
                 break
             self._queue.popleft()
-            self._queued -= len(p.texts)
+            self._queued_rows -= len(p.texts)
+            self._queued_tokens -= p.tokens
             batch.append(p)
-            size += len(p.texts)
+            rows += len(p.texts)
+            tokens += p.tokens
         return batch
 
+    def _encode_isolating(self, groups: list[list[str]]) -> tuple[list[np.ndarray | BaseException], float, int, int]:
+        """Encode the texts of all ``groups`` in one call; if it fails, split the groups in halves
+        and retry each, so a failure ends up only with the group (request) that causes it.
+
+        Returns ``(per-group matrix or exception, seconds, unique texts encoded, splits)``.
+        Runs in a worker thread.
+        """
+        results: list[np.ndarray | BaseException] = [EncoderFailure("not encoded")] * len(groups)
+        splits = 0
+        size = 0
+
+        def attempt(idx: list[int]) -> None:
+            nonlocal splits, size
+            unique = list(dict.fromkeys(t for i in idx for t in groups[i]))  # identical queries: one row
+            try:
+                matrix = _check_matrix(self.encoder.encode(unique), len(unique), self.dim)
+            except Exception as exc:
+                if len(idx) == 1:
+                    results[idx[0]] = _failure(exc)
+                    return
+                splits += 1
+                mid = len(idx) // 2
+                attempt(idx[:mid])
+                attempt(idx[mid:])
+                return
+            size = max(size, len(unique))
+            row = {t: r for r, t in enumerate(unique)}
+            for i in idx:
+                results[i] = matrix[[row[t] for t in groups[i]]]
+
+        t0 = time.perf_counter()
+        attempt(list(range(len(groups))))
+        return results, time.perf_counter() - t0, size, splits
+
     def _launch(self, batch: list[_Pending]) -> None:
-        unique = list(dict.fromkeys(t for p in batch for t in p.texts))  # identical queries: one row
         started = time.perf_counter()
         waits = [started - p.enqueued for p in batch]
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self._executor, self._encode_timed, unique)
+        fut = loop.run_in_executor(self._executor, self._encode_isolating, [p.texts for p in batch])
         self._inflight.add(fut)
 
-        def done(f: asyncio.Future[tuple[np.ndarray, float]]) -> None:
+        def done(f: asyncio.Future[tuple[list[np.ndarray | BaseException], float, int, int]]) -> None:
             self._inflight.discard(f)
             assert self._slots is not None
             self._slots.release()
-            if f.cancelled():
-                exc: BaseException | None = EncoderFailure("encoder call was cancelled")
+            self._queued -= sum(len(p.texts) for p in batch)
+            if f.cancelled() or f.exception() is not None:
+                err = EncoderFailure("encoder call was cancelled") if f.cancelled() else _failure(f.exception())  # type: ignore[arg-type]
+                outcomes: list[np.ndarray | BaseException] = [err] * len(batch)
+                secs, size, splits = time.perf_counter() - started, 0, 0
             else:
-                exc = f.exception()
-            if exc is not None:
-                self.metrics.encoder_errors += 1
-                err = exc if isinstance(exc, EncoderFailure) else EncoderFailure(
-                    f"encoder failed: {type(exc).__name__}: {exc}"
-                )
-                for p in batch:
+                outcomes, secs, size, splits = f.result()
+            self.metrics.batch_splits += splits
+            if size:
+                self.metrics.record_batch(size, secs, waits)
+            for p, out in zip(batch, outcomes, strict=True):
+                if isinstance(out, BaseException):
+                    self.metrics.encoder_errors += 1
                     if not p.future.done():
-                        p.future.set_exception(err)
-                return
-            matrix, secs = f.result()
-            self.metrics.record_batch(len(unique), secs, waits)
-            row = {t: i for i, t in enumerate(unique)}
-            for p in batch:
-                if not p.future.done():
-                    p.future.set_result(matrix[[row[t] for t in p.texts]])
+                        p.future.set_exception(out)
+                elif not p.future.done():
+                    p.future.set_result(out)
 
         fut.add_done_callback(done)
 
@@ -246,11 +371,17 @@ def make_runner(
     *,
     batching: bool = True,
     max_batch: int = 256,
-    max_wait_ms: float = 5.0,
+    max_batch_tokens: int = 16384,
+    max_wait_ms: float = 0.0,
+    max_queue: int | None = 2048,
     workers: int = 1,
     metrics: ServiceMetrics | None = None,
+    token_count: Callable[[str], int] | None = None,
 ) -> DynamicBatcher | UnbatchedRunner:
-    """The batcher, or the unbatched baseline when ``batching`` is false."""
+    """The batcher, or the unbatched baseline when ``batching`` is false (same queue bound)."""
     if batching:
-        return DynamicBatcher(encoder, max_batch=max_batch, max_wait_ms=max_wait_ms, workers=workers, metrics=metrics)
-    return UnbatchedRunner(encoder, workers=workers, metrics=metrics)
+        return DynamicBatcher(
+            encoder, max_batch=max_batch, max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms,
+            max_queue=max_queue, workers=workers, metrics=metrics, token_count=token_count,
+        )
+    return UnbatchedRunner(encoder, workers=workers, max_queue=max_queue, metrics=metrics)

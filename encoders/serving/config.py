@@ -1,15 +1,25 @@
-"""Configuration of the embedding service (one dataclass, validated on construction)."""
+"""Configuration of the embedding service (one dataclass, validated on construction).
+
+Tuning options are declared once, here: their default and help text live in the field's
+metadata (:func:`option`), and ``searchsage serve`` builds its flags from them (:func:`option_help`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from encoders.model.pin_feedback import PinFeedback
 
 
 class ServeConfigError(ValueError):
     """A serving option has an impossible value; the message names the option."""
+
+
+def option(default: Any, help: str) -> Any:
+    """A config field whose ``help`` (``%(default)s`` allowed) is what ``searchsage serve --help`` shows."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
@@ -22,7 +32,9 @@ class ServeConfig:
         redis: ``host:port[,password=...]`` of the online store, or ``None``.
         repo: Feast repository whose ``feature_store.yaml`` names the Redis online store.
         max_batch: most queries per encoder call.
-        max_wait_ms: longest a query waits for companions before its batch is flushed (ms).
+        max_batch_tokens: most estimated tokens per encoder call (summed over its queries).
+        max_wait_ms: how long a batch waits for companions while the encoder is idle (ms; 0 = none).
+        max_queue: most queries waiting for the encoder; more are answered 503 (backpressure).
         threads: onnxruntime intra-op threads per session.
         workers: encoder worker threads; one batch in flight per worker.
         batching: ``False`` encodes each request on its own (the baseline the batcher beats).
@@ -31,6 +43,9 @@ class ServeConfig:
         max_body_bytes: largest accepted request body, in bytes.
         store_timeout_ms: a store lookup slower than this counts as a miss (ms).
         retry_initial_s / retry_max_s: backoff between reconnection attempts when Redis is down (s).
+        shutdown_timeout_s: how long shutdown flushes queued write-backs before dropping (counting) them.
+        write_back: write encoded misses back to the store (``False``: read-only cache, e.g. for a
+            canary that must not touch another deployment's rows).
         ort_spin: let idle onnxruntime threads spin (faster hand-off, but burns the shared cores).
         pin_feedback: a dataset's ``pins.parquet``: refine every query embedding towards the mean of
             its top ``prf_k`` pins there, with weight ``prf_weight`` (as ``searchsage encode
@@ -43,17 +58,29 @@ class ServeConfig:
     repo: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8000
-    max_batch: int = 256
-    max_wait_ms: float = 5.0
-    threads: int = 2
-    workers: int = 1
+    max_batch: int = option(256, "most queries per encoder call (default %(default)s)")
+    max_batch_tokens: int = option(
+        16384, "most estimated tokens per encoder call, summed over its queries, like TEI's "
+        "--max-batch-tokens (default %(default)s)")
+    max_wait_ms: float = option(
+        0.0, "how long a batch waits for companions when the encoder is idle (default %(default)s: run "
+        "at once; while the encoder is busy queued requests accumulate anyway)")
+    max_queue: int = option(
+        2048, "most queries waiting for the encoder; beyond it requests get 503 with Retry-After "
+        "(default %(default)s)")
+    threads: int = option(2, "onnxruntime intra-op threads (default %(default)s)")
+    workers: int = option(1, "encoder threads, one batch in flight each (default %(default)s)")
     batching: bool = True
-    max_queries: int = 256
-    max_query_chars: int = 1024
-    max_body_bytes: int = 1_000_000
-    store_timeout_ms: float = 250.0
+    max_queries: int = option(256, "most queries per request (default %(default)s)")
+    max_query_chars: int = option(1024, "longest query in characters, before normalisation (default %(default)s)")
+    max_body_bytes: int = option(1_000_000, "largest request body in bytes (default %(default)s)")
+    store_timeout_ms: float = option(250.0, "a store lookup slower than this marks Redis down (default %(default)s ms)")
     retry_initial_s: float = 0.5
     retry_max_s: float = 30.0
+    shutdown_timeout_s: float = option(
+        5.0, "on shutdown, flush queued write-backs for at most this long; the rest are dropped "
+        "and counted (default %(default)s s)")
+    write_back: bool = True
     ort_spin: bool = False
     log_level: str = "warning"
     pin_feedback: Path | None = None
@@ -68,6 +95,9 @@ class ServeConfig:
             self.pin_feedback = Path(self.pin_feedback)
         checks = {
             "max_batch": self.max_batch >= 1,
+            "max_batch_tokens": self.max_batch_tokens >= 1,
+            "max_queue": self.max_queue >= self.max_queries,
+            "shutdown_timeout_s": self.shutdown_timeout_s >= 0,
             "max_wait_ms": self.max_wait_ms >= 0,
             "threads": self.threads >= 1,
             "workers": self.workers >= 1,
@@ -80,7 +110,8 @@ class ServeConfig:
         }
         for name, ok in checks.items():
             if not ok:
-                raise ServeConfigError(f"invalid serving option {name}={getattr(self, name)!r}")
+                hint = f" (must be >= max_queries={self.max_queries})" if name == "max_queue" else ""
+                raise ServeConfigError(f"invalid serving option {name}={getattr(self, name)!r}{hint}")
         if self.variant not in ("auto", "fp32", "int8"):
             raise ServeConfigError(f"invalid serving option variant={self.variant!r} (expected auto, fp32 or int8)")
         try:
@@ -91,6 +122,18 @@ class ServeConfig:
             raise ServeConfigError("give either redis (host:port) or repo (a Feast repository), not both")
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready view (paths as strings) for /health and logs."""
+        """JSON-ready view (paths as strings, the Redis password redacted) for /health and logs."""
+        from encoders.featurestore.connection import redact_secrets
+
         d = asdict(self)
+        if d["redis"] is not None:
+            d["redis"] = redact_secrets(d["redis"], d["redis"])
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
+
+
+def option_help(name: str) -> tuple[Any, str]:
+    """``(default, help)`` of a :class:`ServeConfig` field declared with :func:`option`."""
+    for f in fields(ServeConfig):
+        if f.name == name and "help" in f.metadata:
+            return f.default, str(f.metadata["help"])
+    raise KeyError(f"ServeConfig has no documented option {name!r}")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from encoders.serving.app import create_app
+from encoders.serving.batcher import estimate_tokens
 from encoders.serving.config import ServeConfig, ServeConfigError
 from encoders.serving.protocols import EmbeddingStore, Encoder
 from encoders.serving.service import EmbeddingService
@@ -71,27 +73,36 @@ def open_store(config: ServeConfig, dim: int) -> EmbeddingStore | None:
     return make_query_store(config.redis, dim=dim, repo=config.repo)
 
 
+def _token_counter(encoder: Encoder) -> Callable[[str], int]:
+    """The batcher's token estimate, capped at the tower's ``max_length`` (longer inputs are truncated)."""
+    inner = getattr(encoder, "inner", encoder)  # PinFeedbackEncoder wraps the BundleEncoder
+    manifest = getattr(inner, "manifest", None)
+    cap = int(getattr(manifest, "max_length", 0) or 0) or None
+    return lambda text: estimate_tokens(text, cap)
+
+
 def build_service(
     config: ServeConfig, encoder: Encoder | None = None, store: EmbeddingStore | None = None
 ) -> EmbeddingService:
     """An :class:`EmbeddingService` for ``config``; ``encoder``/``store`` default to the configured ones.
 
-    Write-back happens only for a variant that is safe to store: fp32, or the variant the bundle
-    recommends for materialisation (a batch-invariant int8). Lookups accept rows of the served
-    variant's ``model_version`` and of the fp32 reference version of the same export.
+    Write-back happens only for a variant that is safe to store (fp32, or the variant the bundle
+    recommends for materialisation: a batch-invariant int8) and unless ``config.write_back`` is
+    off. Lookups serve only rows whose ``model_version`` matches the served one exactly
+    (:mod:`encoders.runtime.model_version`): bundle, variant and pin-feedback settings.
     """
     variant, recommended = resolve_variant(config)
     enc = encoder if encoder is not None else load_encoder(config, variant)
     st = store if store is not None else open_store(config, int(enc.dim))
-    version = str(enc.model_version)
-    reference = version.split("+", 1)[0]
-    write_back = variant == "fp32" or recommended.get("materialize") == variant
+    write_back = config.write_back and (variant == "fp32" or recommended.get("materialize") == variant)
     return EmbeddingService(
-        enc, st, batching=config.batching, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms,
-        workers=config.workers, store_timeout_s=config.store_timeout_ms / 1000.0,
-        retry_initial_s=config.retry_initial_s, retry_max_s=config.retry_max_s,
-        write_back=write_back, accept_versions=(version, reference),
-        info={"variant": variant, "max_batch": config.max_batch, "max_wait_ms": config.max_wait_ms},
+        enc, st, batching=config.batching, max_batch=config.max_batch, max_batch_tokens=config.max_batch_tokens,
+        max_wait_ms=config.max_wait_ms, max_queue=config.max_queue, workers=config.workers,
+        store_timeout_s=config.store_timeout_ms / 1000.0, retry_initial_s=config.retry_initial_s,
+        retry_max_s=config.retry_max_s, write_back=write_back, shutdown_timeout_s=config.shutdown_timeout_s,
+        token_count=_token_counter(enc),
+        info={"variant": variant, "max_batch": config.max_batch, "max_batch_tokens": config.max_batch_tokens,
+              "max_wait_ms": config.max_wait_ms, "max_queue": config.max_queue},
     )
 
 
@@ -109,5 +120,5 @@ def run(config: ServeConfig) -> None:
     app = build_app(config)
     uvicorn.run(
         app, host=config.host, port=config.port, log_level=config.log_level,
-        access_log=False, lifespan="on", timeout_graceful_shutdown=5,
+        access_log=False, lifespan="on", timeout_graceful_shutdown=max(1, int(config.shutdown_timeout_s)),
     )

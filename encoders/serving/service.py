@@ -5,10 +5,12 @@ Transport-free (the HTTP layer is :mod:`encoders.serving.app`), so it can be dri
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from encoders.runtime.model_version import ModelVersion
 from encoders.serving.batcher import DynamicBatcher, UnbatchedRunner, make_runner
 from encoders.serving.cache import STATE_DOWN, CacheThrough
 from encoders.serving.metrics import ServiceMetrics
@@ -30,8 +32,9 @@ class EmbeddingService:
     Args:
         encoder: the query encoder (``BundleEncoder`` in production).
         store: the online-store fast path or ``None``.
-        batching / max_batch / max_wait_ms / workers: see :class:`DynamicBatcher`.
-        store_timeout_s, retry_initial_s, retry_max_s, write_back, accept_versions: see
+        batching / max_batch / max_batch_tokens / max_wait_ms / max_queue / workers / token_count:
+            see :class:`DynamicBatcher`.
+        store_timeout_s, retry_initial_s, retry_max_s, write_back, shutdown_timeout_s: see
             :class:`CacheThrough`.
     """
 
@@ -42,28 +45,33 @@ class EmbeddingService:
         *,
         batching: bool = True,
         max_batch: int = 256,
-        max_wait_ms: float = 5.0,
+        max_batch_tokens: int = 16384,
+        max_wait_ms: float = 0.0,
+        max_queue: int | None = 2048,
         workers: int = 1,
         store_timeout_s: float = 0.25,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
         write_back: bool = True,
-        accept_versions: tuple[str, ...] = (),
+        shutdown_timeout_s: float = 5.0,
+        token_count: Callable[[str], int] | None = None,
         info: dict[str, object] | None = None,
     ) -> None:
         self.encoder = encoder
         self.metrics = ServiceMetrics()
         self.dim = int(encoder.dim)
         self.model_version = str(encoder.model_version)
+        self.version = ModelVersion.parse(self.model_version)
         self.info = dict(info or {})
         self.runner: DynamicBatcher | UnbatchedRunner = make_runner(
-            encoder, batching=batching, max_batch=max_batch, max_wait_ms=max_wait_ms,
-            workers=workers, metrics=self.metrics,
+            encoder, batching=batching, max_batch=max_batch, max_batch_tokens=max_batch_tokens,
+            max_wait_ms=max_wait_ms, max_queue=max_queue, workers=workers, metrics=self.metrics,
+            token_count=token_count,
         )
         self.cache = CacheThrough(
-            store, dim=self.dim, model_version=self.model_version, metrics=self.metrics,
+            store, dim=self.dim, model_version=self.version, metrics=self.metrics,
             timeout_s=store_timeout_s, retry_initial_s=retry_initial_s, retry_max_s=retry_max_s,
-            write_back=write_back, accept_versions=accept_versions,
+            write_back=write_back, shutdown_timeout_s=shutdown_timeout_s,
         )
 
     async def start(self) -> None:
@@ -71,8 +79,9 @@ class EmbeddingService:
         await self.cache.start()
 
     async def aclose(self) -> None:
-        await self.cache.aclose()
+        """Finish encoder work first (its misses are queued for write-back), then flush the writes."""
         await self.runner.aclose()
+        await self.cache.aclose()
 
     async def embed(self, queries: list[str]) -> EmbedResult:
         """Embed already-normalised ``queries`` (N) -> :class:`EmbedResult` with ``(N, D)`` rows.
@@ -80,13 +89,17 @@ class EmbeddingService:
         Duplicates are looked up and encoded once; misses are written back in the background.
         """
         unique = list(dict.fromkeys(queries))
-        matrix, found = await self.cache.lookup(unique)
+        hit = await self.cache.lookup(unique)
+        matrix, found = hit.matrix, hit.found
         if not found.all():
             miss_idx = np.flatnonzero(~found)
             misses = [unique[i] for i in miss_idx]
             vecs = await self.runner.encode(misses)
             matrix[miss_idx] = vecs
-            self.cache.schedule_write(misses, vecs)
+            keep = np.flatnonzero(hit.writable[miss_idx])  # not rows another live version owns
+            if len(keep):
+                self.cache.schedule_write([misses[i] for i in keep], vecs[keep],
+                                          [hit.expect[miss_idx[i]] for i in keep])
         if len(unique) == len(queries):
             return EmbedResult(matrix, found, self.model_version)
         pos = {q: i for i, q in enumerate(unique)}
@@ -99,9 +112,10 @@ class EmbeddingService:
         return {
             "status": "degraded" if store.state == STATE_DOWN else "ok",
             "model_version": self.model_version,
+            "model_version_parts": self.version.to_dict(),
             "dim": self.dim,
             "batching": isinstance(self.runner, DynamicBatcher),
-            "queued_queries": self.runner.queued if isinstance(self.runner, DynamicBatcher) else 0,
+            "queued_queries": self.runner.queued,
             "store": store.to_dict() | {"write_back": self.cache.write_back and self.cache.store is not None},
             **self.info,
         }

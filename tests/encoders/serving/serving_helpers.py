@@ -87,3 +87,38 @@ def wait_until(predicate: Any, timeout_s: float = 5.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def http(port: int, method: str, path: str, body: bytes | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One request through the standard library's HTTP client -> ``(status, headers, body)``."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+class SlowEncoder:
+    """The real encoder, made to take at least ``delay_s`` per call (to hold the worker busy)."""
+
+    def __init__(self, inner: Any, delay_s: float) -> None:
+        self.inner, self.delay_s = inner, delay_s
+        self.calls: list[int] = []
+
+    @property
+    def dim(self) -> int:
+        return int(self.inner.dim)
+
+    @property
+    def model_version(self) -> str:
+        return str(self.inner.model_version)
+
+    def encode(self, texts: list[str]) -> Any:
+        self.calls.append(len(texts))
+        time.sleep(self.delay_s)
+        return self.inner.encode(texts)

@@ -66,7 +66,8 @@ def test_unbatched_service_makes_one_encoder_call_per_request(tiny_onnx_bundle: 
 
 
 def test_bad_inputs_get_4xx_with_a_message_and_the_worker_keeps_serving(tiny_onnx_bundle: Path) -> None:
-    cfg = ServeConfig(bundle=tiny_onnx_bundle, threads=1, max_queries=4, max_body_bytes=2000, max_query_chars=100)
+    cfg = ServeConfig(bundle=tiny_onnx_bundle, threads=1, max_queries=4, max_body_bytes=6000, max_query_chars=100,
+                      max_queue=4)
     bad_json = [
         ({"queries": []}, 422, "empty"),
         ({"queries": ["ok", 3]}, 422, "queries[1] must be a string"),
@@ -85,9 +86,12 @@ def test_bad_inputs_get_4xx_with_a_message_and_the_worker_keeps_serving(tiny_onn
             assert needle in body["error"], (payload, body)
         for body_bytes, status, needle in [
             (b"{nope", 400, "not valid UTF-8 JSON"),
-            (b"\xff\xfe{}", 400, "not valid UTF-8 JSON"),
+            (b"\xff\xfe{}", 400, "not valid UTF-8: byte 0xff at offset 0"),
+            (b'{"queries": ["ok", "\\ud800 bad"]}', 400, "queries[1] has a lone surrogate U+D800 at character 0"),
+            (b'{"queries": [' + b"1" * 5000 + b"]}", 400, "not valid UTF-8 JSON"),
+            (b"[" * 1900 + b"]" * 1900, 400, "JSON"),
             (b"", 400, "empty request body"),
-            (b'{"queries": ["' + b"a" * 5000 + b'"]}', 413, "larger than 2000 bytes"),
+            (b'{"queries": ["' + b"a" * 7000 + b'"]}', 413, "larger than 6000 bytes"),
         ]:
             got_status, data = raw(port, body_bytes)
             assert got_status == status and needle.encode() in data, (body_bytes[:20], data)
@@ -98,7 +102,7 @@ def test_bad_inputs_get_4xx_with_a_message_and_the_worker_keeps_serving(tiny_onn
         prom_status, prom = raw_get(port, "/metrics?format=prometheus")
     assert prom_status == 200 and b'searchsage_serve_requests_total{status="4xx"}' in prom
     assert status == 200 and len(body["embeddings"]) == 1
-    assert metrics["requests"]["4xx"] == len(bad_json) + 4 + 2 and metrics["requests"]["5xx"] == 0
+    assert metrics["requests"]["4xx"] == len(bad_json) + 7 + 2 and metrics["requests"]["5xx"] == 0
 
 
 def test_serve_cli_help_and_bad_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -106,7 +110,9 @@ def test_serve_cli_help_and_bad_bundle(tmp_path: Path, capsys: pytest.CaptureFix
 
     with pytest.raises(SystemExit) as exc:
         main(["serve", "--help"])
-    assert exc.value.code == 0 and "--max-wait-ms" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and "--max-wait-ms" in out
+    assert "--max-queue" in out and "(default 2048)" in out and "--max-batch-tokens" in out
     assert main(["serve", "--bundle", str(tmp_path / "missing"), "--port", "0"]) == 2
     assert "missing" in capsys.readouterr().err
     assert main(["serve", "--bundle", str(tmp_path), "--max-batch", "0"]) == 2

@@ -1,4 +1,5 @@
-"""The batcher's grouping logic, with a recording encoder double (the real runtime is in the app tests)."""
+"""The batcher's grouping logic, with a recording encoder double (the real runtime is in the app and
+robustness tests): idle runs at once, busy accumulates, token budget, bounded queue, failure isolation."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from encoders.serving.batcher import DynamicBatcher, EncoderFailure, UnbatchedRunner
+from encoders.serving.batcher import DynamicBatcher, EncoderFailure, Overloaded, UnbatchedRunner
 from encoders.serving.metrics import ServiceMetrics
 
 DIM = 8
@@ -31,6 +32,8 @@ class RecordingEncoder:
         self.delay_s = delay_s
         self.calls: list[list[str]] = []
         self.fail_next: Exception | None = None
+        self.poison: str | None = None  # any call holding this text fails, like a tokenizer on bad input
+        self.started: list[float] = []
         self.bad_shape_next = False
         self.threads: set[str] = set()
         self._lock = threading.Lock()
@@ -38,6 +41,7 @@ class RecordingEncoder:
     def encode(self, texts: list[str]) -> np.ndarray:
         with self._lock:
             self.calls.append(list(texts))
+            self.started.append(time.perf_counter())
             self.threads.add(threading.current_thread().name)
             fail, self.fail_next = self.fail_next, None
             bad, self.bad_shape_next = self.bad_shape_next, False
@@ -45,6 +49,8 @@ class RecordingEncoder:
             time.sleep(self.delay_s)
         if fail is not None:
             raise fail
+        if self.poison is not None and any(self.poison in t for t in texts):
+            raise TypeError("TextEncodeInput must be Union[TextInputSequence, Tuple[InputSequence, InputSequence]]")
         if bad:
             return np.zeros((len(texts) + 1, DIM), dtype=np.float32)
         return np.stack([vec(t) for t in texts])
@@ -179,3 +185,107 @@ def test_unbatched_runner_is_one_call_per_request() -> None:
     outs = run(main())
     assert [len(c) for c in enc.calls] == [1] * 10
     np.testing.assert_array_equal(outs[3][0], vec("q3"))
+
+
+def test_an_idle_encoder_runs_a_lone_request_at_once() -> None:
+    """Default max_wait is 0: sequential requests do not wait for companions (they waited 5 ms before)."""
+    metrics = ServiceMetrics()
+
+    async def main() -> None:
+        b = DynamicBatcher(RecordingEncoder(), metrics=metrics)
+        try:
+            for i in range(30):
+                await b.encode([f"alone {i}"])
+        finally:
+            await b.aclose()
+
+    run(main())
+    waits = metrics.queue_wait.summary()
+    assert waits["count"] == 30
+    assert waits["p50_ms"] < 2.0, f"a lone request waited {waits['p50_ms']} ms with an idle encoder"
+
+
+def test_a_busy_encoder_lets_requests_accumulate_into_one_batch() -> None:
+    enc = RecordingEncoder(delay_s=0.1)
+
+    async def main() -> None:
+        b = DynamicBatcher(enc, max_batch=64)
+        try:
+            first = asyncio.ensure_future(b.encode(["first"]))
+            await asyncio.sleep(0.03)  # the encoder is busy with "first"
+            assert b.queued == 1
+            await asyncio.gather(first, *(b.encode([f"later {i}"]) for i in range(10)))
+        finally:
+            await b.aclose()
+
+    run(main())
+    assert [len(c) for c in enc.calls] == [1, 10]
+
+
+def test_the_token_budget_bounds_batches_of_long_queries() -> None:
+    enc = RecordingEncoder(delay_s=0.02)
+
+    def tokens(text: str) -> int:
+        return len(text.split())
+
+    async def main() -> list[np.ndarray]:
+        b = DynamicBatcher(enc, max_batch=256, max_batch_tokens=20, token_count=tokens)
+        try:
+            long = [" ".join(["w"] * 8) + f" {i}" for i in range(12)]  # 9 tokens each
+            short = [f"s{i}" for i in range(20)]  # 1 token each
+            return await asyncio.gather(*(b.encode([q]) for q in [*long, *short]), b.encode(long[:3]))
+        finally:
+            await b.aclose()
+
+    outs = run(main())
+    assert all(sum(tokens(t) for t in c) <= 20 or len(c) == 1 for c in enc.calls), enc.calls
+    assert max(len(c) for c in enc.calls) >= 10, "short queries should still share batches"
+    np.testing.assert_array_equal(outs[-1], np.stack([vec(" ".join(["w"] * 8) + f" {i}") for i in range(3)]))
+
+
+def test_a_full_queue_rejects_at_once_and_counts_it() -> None:
+    enc = RecordingEncoder(delay_s=0.15)
+    metrics = ServiceMetrics()
+
+    async def main() -> tuple[list[object], np.ndarray]:
+        b = DynamicBatcher(enc, max_batch=4, max_queue=6, metrics=metrics)
+        try:
+            t0 = time.perf_counter()
+            results = await asyncio.gather(*(b.encode([f"a{i}", f"b{i}"]) for i in range(8)), return_exceptions=True)
+            rejected_fast = all(isinstance(r, Overloaded) for r in results[3:])
+            assert rejected_fast and time.perf_counter() - t0 < 2.0
+            return results, await b.encode(["after"])
+        finally:
+            await b.aclose()
+
+    results, after = run(main())
+    ok = [r for r in results if isinstance(r, np.ndarray)]
+    over = [r for r in results if isinstance(r, Overloaded)]
+    assert len(ok) == 3 and len(over) == 5, results  # 3 requests x 2 queries fill the queue of 6
+    assert all(r.retry_after_s >= 1 and "limit 6" in str(r) for r in over)
+    assert metrics.rejected == 5
+    np.testing.assert_array_equal(after[0], vec("after"))
+
+
+def test_a_poison_request_fails_alone_and_its_batch_mates_are_answered() -> None:
+    enc = RecordingEncoder(delay_s=0.01)
+    enc.poison = "\ud800"
+    metrics = ServiceMetrics()
+
+    async def main() -> list[object]:
+        b = DynamicBatcher(enc, max_batch=64, max_wait_ms=20, metrics=metrics)
+        try:
+            good = [b.encode([f"good {i}", "shared"]) for i in range(20)]
+            return await asyncio.gather(*good[:7], b.encode(["\ud800 bad", "shared"]), *good[7:],
+                                        return_exceptions=True)
+        finally:
+            await b.aclose()
+
+    results = run(main())
+    bad = results.pop(7)
+    assert isinstance(bad, EncoderFailure) and "TextEncodeInput" in str(bad)
+    for i, out in enumerate(results):
+        assert isinstance(out, np.ndarray), (i, out)
+        np.testing.assert_array_equal(out, np.stack([vec(f"good {i}"), vec("shared")]))
+    assert metrics.encoder_errors == 1 and metrics.batch_splits >= 1
+    assert len(enc.calls[0]) > 2, "the poison request shared a batch (the case being tested)"

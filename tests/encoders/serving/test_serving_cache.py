@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from encoders.featurestore.embeddings import EmbeddingStore
 from encoders.featurestore.redis_server import LocalRedis
 from encoders.runtime import BundleEncoder, BundleManifest, resolve_tower_dir
 from encoders.serving.config import ServeConfig
-from encoders.serving.server import build_app
+from encoders.serving.server import build_app, build_service
 from encoders.serving.store import QUERY_JOIN_KEY, QUERY_VIEW, make_query_store, redis_client
 
 
@@ -101,7 +102,7 @@ def test_redis_down_degrades_health_keeps_answering_and_recovers(tiny_onnx_bundl
         local.stop()
 
 
-def test_int8_service_reads_fp32_rows_and_writes_only_if_the_bundle_says_int8_is_storable(
+def test_int8_service_does_not_serve_fp32_rows_and_writes_only_if_the_bundle_says_int8_is_storable(
     tiny_onnx_bundle: Path, redis_server: LocalRedis
 ) -> None:
     redis.Redis.from_url(redis_server.url).flushdb()
@@ -119,8 +120,71 @@ def test_int8_service_reads_fp32_rows_and_writes_only_if_the_bundle_says_int8_is
             time.sleep(0.3)
         _, health = call(port, "GET", "/health")
         _, metrics = call(port, "GET", "/metrics")
-    assert status == 200 and body["cached"] == [False, True]  # the fp32 reference row is a hit
+    assert status == 200 and body["cached"] == [False, False]  # an fp32 row is another model's vector
     assert body["model_version"] == manifest.version_of("int8") != fp32.model_version
     assert health["variant"] == "int8" and health["store"]["write_back"] is storable
+    assert health["model_version_parts"]["variant"] == "int8"
+    assert metrics["cache"]["stale"] == 1
     assert (metrics["cache"]["writes"] > 0) is storable
     assert bool(reader.fetch(["copper pipe"])[1].all()) is storable
+
+
+def test_a_bad_record_or_a_wrong_type_key_is_a_miss_and_never_marks_the_store_down(
+    tiny_onnx_bundle: Path, redis_server: LocalRedis
+) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    enc = BundleEncoder(tiny_onnx_bundle, threads=1)
+    narrow = feature_store_reader(redis_server.connection_string, 4)  # a store written before a dimension change
+    narrow.write(["red chair"], np.ones((1, 4), dtype=np.float32), model_version=enc.model_version)
+    wrong_type = narrow.redis_keys(["oak table"])[0]
+    client.set(wrong_type, b"not a hash")  # HMGET on it fails with WRONGTYPE: an error about one key
+    versioned = make_query_store(redis_server.connection_string, enc.dim)
+    cfg = ServeConfig(bundle=tiny_onnx_bundle, threads=1, variant="fp32", redis=redis_server.connection_string)
+    with running(build_app(cfg)) as port:
+        s1, first = call(port, "POST", "/embed", {"queries": ["red chair", "led bulb"]})
+        s2, second = call(port, "POST", "/embed", {"queries": ["oak table", "brass hook"]})
+        assert second["cached"] == [False, False]
+        _, health = call(port, "GET", "/health")
+        assert wait_until(lambda: bool(versioned.fetch_current(["red chair", "brass hook"], enc.model_version)[1].all()))
+        s3, third = call(port, "POST", "/embed", {"queries": ["red chair", "led bulb"]})
+        _, metrics = call(port, "GET", "/metrics")
+    assert (s1, s2, s3) == (200, 200, 200)
+    assert first["cached"] == [False, False] and third["cached"] == [True, True]  # re-encoded, overwritten
+    np.testing.assert_allclose(np.asarray(first["embeddings"][0]), enc.encode(["red chair"])[0], atol=1e-5)
+    assert health["status"] == "ok" and health["store"]["state"] == "ok"
+    cache = metrics["cache"]
+    assert cache["bad_records"] == 1 and cache["lookup_errors"] == 1 and cache["store_errors"] == 0
+    assert cache["write_errors"] >= 1  # the wrong-type key cannot be written; the rest of its batch was
+    assert client.get(wrong_type) == b"not a hash"
+
+
+def test_shutdown_flushes_write_backs_within_its_deadline_and_counts_what_it_drops(
+    tiny_onnx_bundle: Path, redis_server: LocalRedis
+) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    enc = BundleEncoder(tiny_onnx_bundle, threads=1)
+    reader = feature_store_reader(redis_server.connection_string, enc.dim)
+    cfg = ServeConfig(bundle=tiny_onnx_bundle, threads=1, variant="fp32", redis=redis_server.connection_string,
+                      shutdown_timeout_s=0.2)
+
+    async def serve_then_close(queries: list[str], pause: bool) -> tuple[float, object]:
+        service = build_service(cfg)
+        await service.start()
+        await service.embed(queries)  # misses: write-backs queued, not awaited
+        if pause:
+            client.execute_command("CLIENT", "PAUSE", "1500", "WRITE")  # writes hang; reads go on
+        t0 = time.perf_counter()
+        await service.aclose()
+        return time.perf_counter() - t0, service.metrics
+
+    secs, m = asyncio.run(serve_then_close([f"flushed {i}" for i in range(50)], pause=False))
+    assert reader.fetch([f"flushed {i}" for i in range(50)])[1].all()
+    assert m.writes == 50 and m.shutdown_dropped == 0  # type: ignore[attr-defined]
+    secs, m = asyncio.run(serve_then_close([f"dropped {i}" for i in range(30)], pause=True))
+    try:
+        assert secs < 1.0, f"shutdown took {secs:.2f}s with a 0.2 s deadline"
+        assert m.shutdown_dropped == 30 and m.writes_dropped >= 30  # type: ignore[attr-defined]
+    finally:
+        client.execute_command("CLIENT", "UNPAUSE")
