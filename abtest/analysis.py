@@ -4,7 +4,10 @@ One row per (metric × treatment arm × segment). Conventions (see ``docs/abtest
 
 * decision metrics: two-sided Welch (means), delta-method Welch (ratios) or unpooled z
   (proportions); with CUPED (pre-period covariates present and ``cuped=True``) the CUPED-adjusted
-  Welch test instead; Holm over the decision metrics of each treatment arm (segment ``all``);
+  Welch test instead; Holm over the decision metrics of each treatment arm (segment ``all``).
+  Every convention is an :class:`AnalysisConfig` option (``test``, ``proportion_test``,
+  ``variance``, ``continuity``, ``relative``, ``cuped_baseline``, ``srm_method``, ``n_tune``) and is
+  recorded in :attr:`AnalysisResult.extra` ``["conventions"]`` (→ ``summary.json``);
 * guardrails: one-sided non-inferiority with the catalogue's relative margin (CUPED-adjusted when
   possible); ``guardrail_passed`` says whether the lower (upper) bound clears the margin;
 * segment slices (``head``/``torso``/``tail``): same tests, Benjamini–Hochberg over all slice rows
@@ -24,17 +27,18 @@ import pandas as pd
 from abtest.logs import LogValidationError
 from abtest.metrics import Metric, required_columns, resolve_metrics
 from abtest.moments import Moments, arm_stats, group_moments, metric_variables
-from abtest.stats.cuped import cuped_adjust_means, cuped_adjust_ratios
+from abtest.stats.cuped import CUPED_BASELINES, cuped_adjust_means, cuped_adjust_ratios, unadjusted_relative
 from abtest.stats.delta import ratio_ttest
 from abtest.stats.errors import StatsInputError
 from abtest.stats.guardrail import non_inferiority
 from abtest.stats.multiple import DECISION_CORRECTION, SEGMENT_CORRECTION, correct_results
-from abtest.stats.proportion import proportion_test
-from abtest.stats.result import TestResult
-from abtest.stats.sequential import sequential_test
-from abtest.stats.srm import SRM_THRESHOLD, SRMResult, srm_check
+from abtest.stats.proportion import PROPORTION_TESTS, VARIANCES, proportion_test
+from abtest.stats.relative import RELATIVE_METHODS
+from abtest.stats.result import TestResult, join_notes
+from abtest.stats.sequential import DEFAULT_N_TUNE, SEQUENTIAL_RELATIVE, sequential_test
+from abtest.stats.srm import SRM_METHODS, SRM_THRESHOLD, SRMResult, srm_check
 from abtest.stats.sufficient import CovariateRatioStats
-from abtest.stats.ttest import welch_ttest
+from abtest.stats.ttest import MEAN_TESTS, METHOD_SUFFIX, welch_ttest
 from abtest.user_table import UserTableInfo, validate_user_table
 
 
@@ -54,7 +58,16 @@ class SRMFailed(ValueError):
 
 @dataclass
 class AnalysisConfig:
-    """What to test and how. ``weights``: configured traffic split per arm (equal when ``None``)."""
+    """What to test and how. ``weights``: configured traffic split per arm (equal when ``None``).
+
+    Conventions (defaults in brackets): ``test`` for mean and ratio metrics [``welch``] | ``student``
+    | ``z``; ``proportion_test`` [``z``] | ``welch`` | ``student`` | ``fisher``; ``variance`` of
+    proportions [``unpooled``] | ``pooled``; ``continuity`` correction of proportions [off];
+    ``relative`` interval [``log``] | ``delta`` | ``fieller``; ``cuped_baseline`` of the CUPED lift
+    [``adjusted``] | ``unadjusted``; ``srm_method`` [``chi2``] | ``chi2-yates`` | ``binomial``;
+    ``n_tune``: planned total users of the sequential boundary, fixed for the whole experiment
+    [:data:`abtest.stats.sequential.DEFAULT_N_TUNE`].
+    """
 
     control: str
     metrics: tuple[str, ...] | None = None
@@ -62,13 +75,37 @@ class AnalysisConfig:
     cuped: bool = True
     segments: bool = True
     sequential: bool = False
-    n_tune: float | None = None
+    n_tune: float = DEFAULT_N_TUNE
     weights: dict[str, float] | None = None
     srm_threshold: float = SRM_THRESHOLD
     allow_srm: bool = False
     relative: str = "log"
+    test: str = "welch"
+    proportion_test: str = "z"
+    variance: str = "unpooled"
+    continuity: bool = False
+    cuped_baseline: str = "adjusted"
+    srm_method: str = "chi2"
     memory_limit: str = "1GB"
     threads: int = 2
+
+    def __post_init__(self) -> None:
+        choices = {"test": MEAN_TESTS, "proportion_test": PROPORTION_TESTS, "variance": VARIANCES,
+                   "relative": RELATIVE_METHODS, "cuped_baseline": CUPED_BASELINES, "srm_method": SRM_METHODS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise StatsInputError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.n_tune is None or not (math.isfinite(self.n_tune) and self.n_tune > 0):
+            raise StatsInputError(f"n_tune (planned total users) must be finite and > 0, got {self.n_tune}")
+
+    def conventions(self) -> dict:
+        """The conventions used, as recorded in the results (``summary.json`` ``conventions``)."""
+        return {"test": self.test, "proportion_test": self.proportion_test, "variance": self.variance,
+                "continuity": self.continuity, "relative": self.relative, "cuped": self.cuped,
+                "cuped_baseline": self.cuped_baseline, "srm_method": self.srm_method,
+                "srm_threshold": self.srm_threshold, "alpha": self.alpha, "sequential": self.sequential,
+                "n_tune": float(self.n_tune) if self.sequential else None,
+                "decision_correction": DECISION_CORRECTION, "segment_correction": SEGMENT_CORRECTION}
 
 
 @dataclass
@@ -106,7 +143,8 @@ def _row(res: TestResult, metric: Metric, segment: str, cuped: bool, raw: tuple[
         "rel_delta": res.rel_delta, "rel_ci_low": res.rel_ci[0], "rel_ci_high": res.rel_ci[1],
         "p_value": res.p_value, "p_value_adjusted": res.p_value_adjusted, "correction": res.correction,
         "significant": bool(res.significant), "alternative": res.alternative, "alpha": res.alpha,
-        "method": res.method, "cuped": cuped, "n_control": res.n_control, "n_treatment": res.n_treatment,
+        "method": res.method, "statistic": res.statistic, "se": res.se, "df": res.df, "rel_se": res.rel_se,
+        "cuped": cuped, "n_control": res.n_control, "n_treatment": res.n_treatment,
         "higher_is_better": metric.higher_is_better, "margin": metric.margin, "note": res.note, **extra,
     }  # fmt: skip
 
@@ -123,38 +161,52 @@ def compare_metric(
     metric: Metric, mc: Moments, mt: Moments, names: tuple[str, str], cfg: AnalysisConfig, cuped: bool
 ) -> tuple[TestResult, dict]:
     """One metric, one treatment arm vs control, one segment → ``(TestResult, extra columns)``."""
-    sc, st = arm_stats(metric, mc, cuped), arm_stats(metric, mt, cuped)
+    sc, st = arm_stats(metric, mc, cuped, names[0]), arm_stats(metric, mt, cuped, names[1])
     kw = {"metric": metric.name, "control_name": names[0], "treatment_name": names[1], "alpha": cfg.alpha}
-    extra: dict = {"raw": (_raw_value(sc), _raw_value(st)), "variance_reduction": math.nan, "guardrail_passed": None,
-                   "seq_ci_low": math.nan, "seq_ci_high": math.nan, "seq_p_value": math.nan}
+    extra = _empty_extra()
+    extra["raw"] = (_raw_value(sc), _raw_value(st))
+    adj = None
     if cuped:
         adjust = cuped_adjust_ratios if isinstance(sc, CovariateRatioStats) else cuped_adjust_means
         adj = adjust(sc, st, metric=metric.name)
-        tc, tt, method = adj.control, adj.treatment, f"cuped-{'delta-' if metric.kind == 'ratio' else ''}welch-t"
+        tc, tt = adj.control, adj.treatment
+        method = f"cuped-{'delta-' if metric.kind == 'ratio' else ''}{METHOD_SUFFIX[cfg.test]}"
         extra["variance_reduction"] = adj.variance_reduction
-        plain_c, plain_t = arm_stats(metric, mc, False), arm_stats(metric, mt, False)
     else:
         tc, tt, method = sc, st, None
-        plain_c, plain_t = sc, st
     if metric.role == "guardrail":
         g = non_inferiority(tc, tt, margin=float(metric.margin), relative=True,
                             higher_is_better=bool(metric.higher_is_better), **kw)
         res = g.test if method is None else g.test.with_(method=f"non-inferiority-{method}")
         extra["guardrail_passed"] = g.passed
     elif cuped:
-        res = welch_ttest(tc, tt, relative=cfg.relative, method=method, **kw)
+        res = welch_ttest(tc, tt, relative=cfg.relative, method=method, test=cfg.test, **kw)
+        if cfg.cuped_baseline == "unadjusted":
+            rel = unadjusted_relative(adj, sc, alpha=cfg.alpha, df=res.df, method=cfg.relative, test=cfg.test)
+            res = res.with_(rel_delta=rel.rel_delta, rel_ci=rel.ci, rel_se=rel.se,
+                            note=join_notes(res.note, rel.note, "lift over the unadjusted control mean"))
     elif metric.kind == "ratio":
-        res = ratio_ttest(tc, tt, relative=cfg.relative, **kw)
+        res = ratio_ttest(tc, tt, relative=cfg.relative, test=cfg.test, **kw)
     elif metric.kind == "proportion":
-        res = proportion_test(tc, tt, relative=cfg.relative, **kw)
+        res = proportion_test(tc, tt, relative=cfg.relative, test=cfg.proportion_test, variance=cfg.variance,
+                              continuity=cfg.continuity, **kw)
     else:
-        res = welch_ttest(tc, tt, relative=cfg.relative, **kw)
-    if cfg.sequential:
-        n_tune = cfg.n_tune or (plain_c.n + plain_t.n)
-        seq = sequential_test(plain_c, plain_t, n_tune=n_tune, alpha=cfg.alpha, metric=metric.name,
-                              control_name=names[0], treatment_name=names[1])
-        extra.update(seq_ci_low=seq.abs_ci[0], seq_ci_high=seq.abs_ci[1], seq_p_value=seq.p_value)
+        res = welch_ttest(tc, tt, relative=cfg.relative, test=cfg.test, **kw)
+    if cfg.sequential:  # on the unadjusted arms, as the daily series (abtest.timeseries)
+        plain = (arm_stats(metric, mc, False, names[0]), arm_stats(metric, mt, False, names[1])) if cuped else (sc, st)
+        seq = sequential_test(*plain, n_tune=cfg.n_tune, alpha=cfg.alpha, metric=metric.name,
+                              control_name=names[0], treatment_name=names[1],
+                              relative=cfg.relative if cfg.relative in SEQUENTIAL_RELATIVE else "log",
+                              baseline=cfg.cuped_baseline)
+        extra.update(seq_ci_low=seq.abs_ci[0], seq_ci_high=seq.abs_ci[1], seq_p_value=seq.p_value,
+                     seq_rel_ci_low=seq.rel_ci[0], seq_rel_ci_high=seq.rel_ci[1])
     return res, extra
+
+
+def _empty_extra() -> dict:
+    nan = math.nan
+    return {"raw": (nan, nan), "variance_reduction": nan, "guardrail_passed": None, "seq_ci_low": nan,
+            "seq_ci_high": nan, "seq_p_value": nan, "seq_rel_ci_low": nan, "seq_rel_ci_high": nan}
 
 
 def _failed(metric: Metric, names: tuple[str, str], mc: Moments, mt: Moments, cfg: AnalysisConfig, why: str):
@@ -202,7 +254,8 @@ def analyze_user_table(users_path: str | Path, config: AnalysisConfig, experimen
     treatments = check_arms(arms, config, info.path)
     arms = {config.control: arms[config.control], **{a: arms[a] for a in treatments}}
     weights = config.weights or dict.fromkeys(arms, 1.0)
-    srm = srm_check({a: arms.get(a, 0) for a in weights}, weights, threshold=config.srm_threshold)
+    srm = srm_check({a: arms.get(a, 0) for a in weights}, weights, threshold=config.srm_threshold,
+                    method=config.srm_method)
     if not srm.passed and not config.allow_srm:
         raise SRMFailed(srm, str(info.path))
     order = {"all": 0, "head": 1, "torso": 2, "tail": 3}
@@ -222,8 +275,7 @@ def analyze_user_table(users_path: str | Path, config: AnalysisConfig, experimen
                     res, extra = compare_metric(m, mc, mt, (config.control, arm), config, cuped_on[m.name])
                 except StatsInputError as exc:
                     res = _failed(m, (config.control, arm), mc, mt, config, str(exc))
-                    extra = {"raw": (math.nan,) * 2, "variance_reduction": math.nan, "guardrail_passed": None,
-                             "seq_ci_low": math.nan, "seq_ci_high": math.nan, "seq_p_value": math.nan}
+                    extra = _empty_extra()
                 results[(seg, m.name)] = (res, extra, m)
         families = {
             DECISION_CORRECTION: [k for k, v in results.items() if k[0] == "all" and v[2].role == "decision"],
@@ -240,4 +292,5 @@ def analyze_user_table(users_path: str | Path, config: AnalysisConfig, experimen
     return AnalysisResult(
         experiment=experiment or info.experiment or Path(users_path).parent.name or "experiment",
         control=config.control, arms=arms, srm=srm, results=pd.DataFrame(rows), metrics=metrics, info=info,
+        extra={"conventions": config.conventions()},
     )

@@ -7,7 +7,10 @@
     searchsage abtest aggregate LOGS_DIR --out DIR [--experiment NAME --arms A,B --long-click-s 35 ...]
     searchsage abtest label --served SERVED --data DATASET_DIR (--student S | --teacher T) --out MODEL_LABELS
     searchsage abtest analyze LOGS_OR_USER_TABLE --control NAME --out DIR [--metrics m1,m2 --experiment NAME
-                              --allow-srm --no-cuped --sequential --weights a=1,b=1 --model-labels PATH ...]
+                              --allow-srm --no-cuped --sequential --n-tune N --weights a=1,b=1 --model-labels PATH
+                              --test welch|student|z --proportion-test z|welch|student|fisher
+                              --variance unpooled|pooled --continuity --relative log|delta|fieller
+                              --cuped-baseline adjusted|unadjusted --srm chi2|chi2-yates|binomial ...]
 """
 
 from __future__ import annotations
@@ -50,6 +53,16 @@ def _non_negative(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {value}")
     return value
 
 
@@ -136,7 +149,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     an.add_argument("--no-cuped", action="store_true", help="do not use pre-period covariates")
     an.add_argument("--no-segments", action="store_true", help="skip head/torso/tail slices")
     an.add_argument("--sequential", action="store_true", help="add always-valid (sequential) intervals")
-    an.add_argument("--n-tune", type=float, help="planned total users for the sequential boundary")
+    an.add_argument("--n-tune", type=_positive_float,
+                    help="planned total users (both arms) where the sequential boundary is tightest; fix it "
+                    "before the first look and keep it (default 5000, GrowthBook's default; recorded in summary.json)")
+    an.add_argument("--test", choices=["welch", "student", "z"], default="welch",
+                    help="mean and ratio metrics: Welch t (default), Student t (pooled variance) or z")
+    an.add_argument("--proportion-test", choices=["z", "welch", "student", "fisher"], default="z",
+                    help="proportion metrics: z (default), Welch t on p(1-p) (GrowthBook), Student t, "
+                    "or Fisher's exact p-value")
+    an.add_argument("--variance", choices=["unpooled", "pooled"], default="unpooled",
+                    help="proportion variance for the test and CI (default unpooled; pooled = tea-tasting)")
+    an.add_argument("--continuity", action="store_true",
+                    help="continuity (Yates) correction for proportions (tea-tasting's default)")
+    an.add_argument("--relative", choices=["log", "delta", "fieller"], default="log",
+                    help="relative-lift CI: log scale (default), symmetric delta method (GrowthBook), Fieller")
+    an.add_argument("--cuped-baseline", choices=["adjusted", "unadjusted"], default="adjusted",
+                    help="CUPED lift over the adjusted (default) or unadjusted control mean (GrowthBook)")
+    an.add_argument("--srm", dest="srm_method", choices=["chi2", "chi2-yates", "binomial"], default="chi2",
+                    help="SRM test: chi-square (default), with Yates correction, or exact binomial (two arms)")
     an.add_argument("--weights", type=_weights, help="configured split, e.g. control=1,treatment=1 (default equal)")
     an.add_argument("--allow-srm", action="store_true", help="write results flagged as blocked despite an SRM")
     an.add_argument("--served", type=Path, help="served.parquet (default: next to the input)")
@@ -277,8 +307,11 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
     cfg = AnalysisConfig(
         control=args.control, metrics=args.metrics, alpha=args.alpha, cuped=not args.no_cuped,
-        segments=not args.no_segments, sequential=args.sequential, n_tune=args.n_tune, weights=args.weights,
-        allow_srm=args.allow_srm, memory_limit=args.memory_limit, threads=args.threads,
+        segments=not args.no_segments, sequential=args.sequential, weights=args.weights,
+        allow_srm=args.allow_srm, memory_limit=args.memory_limit, threads=args.threads, test=args.test,
+        proportion_test=args.proportion_test, variance=args.variance, continuity=args.continuity,
+        relative=args.relative, cuped_baseline=args.cuped_baseline, srm_method=args.srm_method,
+        **({"n_tune": args.n_tune} if args.n_tune is not None else {}),
     )
     try:
         out = analyze_path(args.source, args.out, cfg, experiment=args.experiment, aggregate_config=_agg_config(args),

@@ -98,25 +98,27 @@ def group_moments(con, users_sql: str, variables: Sequence[str]) -> dict[tuple[s
     return {(r[0], r[1]): moments_from_row(n_all.get(r[0], 0), r[3:], names, pairs) for r in rows}
 
 
-def arm_stats(metric: Metric, m: Moments, cuped: bool):
+def arm_stats(metric: Metric, m: Moments, cuped: bool, arm: str = ""):
     """The :mod:`abtest.stats` sufficient-statistics object of one arm for ``metric``.
 
     ``cuped`` → ``CovariateMeanStats``/``CovariateRatioStats`` (proportions use the mean form on the
-    0/1 indicator); otherwise ``MeanStats``/``RatioStats``/``ProportionStats``.
+    0/1 indicator); otherwise ``MeanStats``/``RatioStats``/``ProportionStats``. ``arm`` names the arm
+    in the error raised for inconsistent sums (a variance negative beyond round-off).
     """
     v = metric_variables(metric, cuped)
+    who = {"metric": metric.name, "arm": arm}
     if metric.kind == "ratio":
         if cuped:
-            return CovariateRatioStats.from_sums(m.n, m.vec(v), m.mat(v))
+            return CovariateRatioStats.from_sums(m.n, m.vec(v), m.mat(v), **who)
         num, den = v
-        return RatioStats.from_sums(m.n, m.s(num), m.s(den), m.c(num, num), m.c(den, den), m.c(num, den))
+        return RatioStats.from_sums(m.n, m.s(num), m.s(den), m.c(num, num), m.c(den, den), m.c(num, den), **who)
     if cuped:
         y, x = v
-        return CovariateMeanStats.from_sums(m.n, m.s(y), m.s(x), m.c(y, y), m.c(x, x), m.c(x, y))
+        return CovariateMeanStats.from_sums(m.n, m.s(y), m.s(x), m.c(y, y), m.c(x, x), m.c(x, y), **who)
     (y,) = v
     if metric.kind == "proportion":
         return ProportionStats(m.n, round(m.s(y)))
-    return MeanStats.from_sums(m.n, m.s(y), m.c(y, y))
+    return MeanStats.from_sums(m.n, m.s(y), m.c(y, y), **who)
 
 
 def moments_from_arrays(columns: dict[str, np.ndarray], variables: Sequence[str]) -> Moments:

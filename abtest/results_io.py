@@ -83,6 +83,9 @@ def results_markdown(res: AnalysisResult, summary: dict) -> str:
                          f"{_fmt(r.treatment_value)} | {ci} | {_fmt(r.p_value)} | {_fmt(r.p_value_adjusted)} | "
                          f"{r.method} |")
         lines.append("")
+    conv = summary.get("conventions") or {}
+    if conv:
+        lines += ["Conventions: " + ", ".join(f"{k} = {v}" for k, v in conv.items() if v is not None) + ".", ""]
     lines += ["`*` significant after correction (Holm over decision metrics, BH over segment slices); "
               "guardrails: ✅ non-inferior within the margin, ⚠️ not shown non-inferior.", ""]
     return "\n".join(lines)
@@ -108,6 +111,7 @@ def build_summary(res: AnalysisResult, meta: dict, files: list[str]) -> dict:
         "decision_metrics": sorted(decision.metric.unique().tolist()),
         "guardrails": {f"{r.metric}:{r.treatment}": bool(r.guardrail_passed) for r in guard.itertuples()},
         "alpha": float(df.alpha.iloc[0]) if len(df) else None,
+        "conventions": res.extra.get("conventions"),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "files": files,
         **{k: v for k, v in meta.items() if k not in ("start", "end", "running_days")},

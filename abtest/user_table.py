@@ -5,7 +5,7 @@
 =======================  ============  ==========================================================
 column                   required      meaning
 =======================  ============  ==========================================================
-``user_id``              yes           string, the randomisation unit
+``user_id``              yes           string or integer, the randomisation unit
 ``arm``                  yes           string, the user's arm (one arm per user)
 count columns            per metric    non-negative integers over the user's experiment period:
                                        ``impressions``, ``clicks``, ``long_clicks``, ``searches``,
@@ -69,6 +69,13 @@ def _first_bad(con, path: Path, cond: str) -> int | None:
     return None if row is None else int(row[0])
 
 
+def _sql_literal(value: object) -> str:
+    """``value`` as a SQL literal: integers as is, anything else as a quoted string."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def validate_user_table(path: str | Path, needed: Sequence[str], con, day_table: bool = False) -> UserTableInfo:
     """Check a per-user (or per-user-day) parquet table; raise :class:`LogValidationError` on problems.
 
@@ -88,8 +95,12 @@ def validate_user_table(path: str | Path, needed: Sequence[str], con, day_table:
     counts = [c for c in schema.names if c in COUNT_COLUMNS or (c.startswith("pre_") and c[4:] in COUNT_COLUMNS)]
     for col in ["user_id", "arm"]:
         t = schema.field(col).type
-        if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t)):
-            raise LogValidationError(path, f"has type {t}, expected string", column=col)
+        ok = pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t)
+        if col == "user_id":
+            ok = ok or pa.types.is_integer(t)
+        if not ok:
+            raise LogValidationError(path, f"has type {t}, expected {'a string or integer id' if col == 'user_id' else 'string'}",
+                                     column=col)
     for col in counts + ([key] if key else []):
         t = schema.field(col).type
         if not pa.types.is_integer(t):
@@ -106,7 +117,7 @@ def validate_user_table(path: str | Path, needed: Sequence[str], con, day_table:
         f"SELECT user_id FROM read_parquet('{path}') GROUP BY user_id HAVING count(DISTINCT arm) > 1 LIMIT 1"
     ).fetchone()
     if multi is not None:
-        bad = _first_bad(con, path, f"user_id = '{multi[0]}'")
+        bad = _first_bad(con, path, f"user_id = {_sql_literal(multi[0])}")
         raise LogValidationError(path, f"user {multi[0]!r} appears in more than one arm", column="arm", row=bad)
     seg = "segment" in schema.names
     dup_key = key or ("segment" if seg else None)

@@ -1,11 +1,13 @@
 """Benchmark + convention check for :mod:`abtest.stats` (pure statistics, no I/O besides the report).
 
 Measures: (1) calls per second of each test on sufficient statistics; (2) false-positive rate of
-each variant over many simulated A/A experiments and power under a planted lift; (3) how the
+each variant (every convention option) over many simulated A/A experiments and power under a
+planted lift, the SRM methods' false-alarm rate, and the sequential boundary's A/A error under 40 and
+2,000 looks with ρ fixed vs re-tuned at each look; (3) how the
 conventions of peer libraries change p-values and relative intervals on one fixed data set.
 Writes ``bench/results/abstats.json`` and ``bench/results/abstats.md``.
 
-    .venv/bin/python bench/abstats.py --experiments 4000
+    .venv/bin/python -m bench.abstats --experiments 4000   (as a module: bench/abtest.py shadows abtest)
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import json
 import math
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +36,14 @@ from abtest.stats import (
     srm_check,
     welch_ttest,
 )
+from abtest.stats.sequential import DEFAULT_N_TUNE, always_valid_halfwidth, mixture_rho
+from abtest.stats.srm import SRM_METHODS
 
-VARIANTS = ("welch", "delta_ratio", "proportion", "cuped_mean", "cuped_ratio")
+VARIANTS = (
+    "welch", "student", "z", "delta_ratio", "delta_ratio_student", "proportion", "proportion_pooled",
+    "proportion_cc", "proportion_welch", "fisher", "cuped_mean", "cuped_ratio", "cuped_mean_student",
+    "rel_log_ci", "rel_delta_ci", "rel_fieller_ci", "cuped_unadjusted_rel_delta_ci",
+)  # fmt: skip
 
 
 def simulate(
@@ -81,13 +90,38 @@ def arm_stats(sim: dict[str, np.ndarray]) -> list[dict[str, tuple]]:
     return out
 
 
+def _rel_excludes_zero(r) -> bool:
+    return bool(r.rel_ci[0] > 0 or r.rel_ci[1] < 0)
+
+
+# variant -> (statistics key, test, what counts as a rejection); a relative-CI variant rejects when
+# its relative interval excludes 0 (the p-value always tests the absolute difference)
 TESTS = {
-    "welch": welch_ttest,
-    "delta_ratio": ratio_ttest,
-    "proportion": proportion_test,
-    "cuped_mean": cuped_ttest,
-    "cuped_ratio": cuped_ttest,
+    "welch": ("welch", welch_ttest, None),
+    "student": ("welch", partial(welch_ttest, test="student"), None),
+    "z": ("welch", partial(welch_ttest, test="z"), None),
+    "delta_ratio": ("delta_ratio", ratio_ttest, None),
+    "delta_ratio_student": ("delta_ratio", partial(ratio_ttest, test="student"), None),
+    "proportion": ("proportion", proportion_test, None),
+    "proportion_pooled": ("proportion", partial(proportion_test, variance="pooled"), None),
+    "proportion_cc": ("proportion", partial(proportion_test, continuity=True), None),
+    "proportion_welch": ("proportion", partial(proportion_test, test="welch"), None),
+    "fisher": ("proportion", partial(proportion_test, test="fisher"), None),
+    "cuped_mean": ("cuped_mean", cuped_ttest, None),
+    "cuped_ratio": ("cuped_ratio", cuped_ttest, None),
+    "cuped_mean_student": ("cuped_mean", partial(cuped_ttest, test="student"), None),
+    "rel_log_ci": ("welch", welch_ttest, _rel_excludes_zero),
+    "rel_delta_ci": ("welch", partial(welch_ttest, relative="delta"), _rel_excludes_zero),
+    "rel_fieller_ci": ("welch", partial(welch_ttest, relative="fieller"), _rel_excludes_zero),
+    "cuped_unadjusted_rel_delta_ci": (
+        "cuped_mean", partial(cuped_ttest, relative="delta", baseline="unadjusted"), _rel_excludes_zero
+    ),
 }
+
+
+def _run(variant: str, st: dict[str, tuple]):
+    key, test, _ = TESTS[variant]
+    return test(*st[key])
 
 
 def calibration(experiments: int, users: int, lift: float, seed: int, chunk: int = 500) -> dict[str, float]:
@@ -97,8 +131,45 @@ def calibration(experiments: int, users: int, lift: float, seed: int, chunk: int
     for start in tqdm(range(0, experiments, chunk), desc=f"simulate lift={lift}", unit="chunk"):
         for st in arm_stats(simulate(rng, min(chunk, experiments - start), users, lift)):
             for v in VARIANTS:
-                hits[v] += TESTS[v](*st[v]).p_value < 0.05
+                r = _run(v, st)
+                reject = TESTS[v][2]
+                hits[v] += reject(r) if reject else r.p_value < 0.05
     return {v: hits[v] / experiments for v in VARIANTS}
+
+
+def srm_calibration(experiments: int, users: int, seed: int) -> dict[str, float]:
+    """Share of healthy 50/50 splits flagged at 0.05 by each SRM method (should be ≈ 0.05)."""
+    counts = np.random.default_rng(seed).binomial(2 * users, 0.5, size=experiments)
+    w = {"control": 1.0, "treatment": 1.0}
+    return {
+        m: float(np.mean([srm_check({"control": int(k), "treatment": int(2 * users - k)}, w, method=m).p_value
+                          < 0.05 for k in counts]))
+        for m in SRM_METHODS
+    }
+
+
+def sequential_peeking(reps: int, looks: int, step: int, seed: int) -> dict[str, float]:
+    """A/A streams peeked ``looks`` times (``step`` users per arm between looks): share ever significant.
+
+    ``fixed``: ρ from :data:`DEFAULT_N_TUNE` kept for every look; ``retuned``: ρ re-tuned to the
+    current sample size at each look (the pre-fix behaviour); ``naive``: the fixed-horizon z test.
+    """
+    rng = np.random.default_rng(seed)
+    n = np.arange(1, looks + 1) * step
+    hits = {"fixed": 0, "retuned": 0, "naive": 0}
+    rho_fixed = mixture_rho(0.05, DEFAULT_N_TUNE)
+    rho_re = np.array([mixture_rho(0.05, 2 * k) for k in n])
+    for start in range(0, reps, 200):
+        x = rng.normal(0, 1, size=(min(200, reps - start), 2, looks * step)).astype(np.float32)
+        cs = np.cumsum(x, axis=2, dtype=np.float64)[:, :, n - 1]
+        cs2 = np.cumsum(x.astype(np.float64) ** 2, axis=2)[:, :, n - 1]
+        var = (cs2 - cs**2 / n) / (n - 1)
+        delta = np.abs(cs[:, 1] / n - cs[:, 0] / n)
+        se = np.sqrt(var[:, 0] / n + var[:, 1] / n)
+        for k, hw in (("fixed", always_valid_halfwidth(se, 2 * n, 0.05, rho_fixed)),
+                      ("retuned", always_valid_halfwidth(se, 2 * n, 0.05, rho_re)), ("naive", 1.959964 * se)):
+            hits[k] += int(np.any(delta > hw, axis=1).sum())
+    return {k: v / reps for k, v in hits.items()}
 
 
 def throughput(repeat: int = 3000) -> dict[str, float]:
@@ -112,7 +183,7 @@ def throughput(repeat: int = 3000) -> dict[str, float]:
     for v in VARIANTS:
         t0 = time.perf_counter()
         for _ in range(repeat):
-            TESTS[v](*st[v])
+            _run(v, st)
         out[v] = repeat / (time.perf_counter() - t0)
     for k, f in extra.items():
         t0 = time.perf_counter()
@@ -170,6 +241,7 @@ def main(argv: list[str] | None = None) -> None:
         "--lift", type=float, default=0.1, help="planted lift on impressions and clicks for power"
     )
     ap.add_argument("--seed", type=int, default=20261121)
+    ap.add_argument("--peeking-reps", type=int, default=4000, help="A/A streams for the sequential figures")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args(argv)
     report = {
@@ -179,6 +251,9 @@ def main(argv: list[str] | None = None) -> None:
         "aa_false_positive_rate": calibration(args.experiments, args.users, 0.0, args.seed),
         "power": calibration(args.experiments // 4, args.users, args.lift, args.seed + 1),
         "lift": args.lift,
+        "srm_false_alarm_rate": srm_calibration(args.experiments, args.users, args.seed + 2),
+        "sequential_aa_40_looks": sequential_peeking(args.peeking_reps, 40, 60, args.seed + 3),
+        "sequential_aa_2000_looks": sequential_peeking(args.peeking_reps // 2, 2000, 10, args.seed + 4),
         "conventions": conventions(),
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -194,6 +269,14 @@ def main(argv: list[str] | None = None) -> None:
             f"| {v} | {report['calls_per_second'][v]:,.0f} | {report['aa_false_positive_rate'][v]:.3f} "
             f"| {report['power'][v]:.3f} |"
         )
+    lines += ["", "SRM on healthy 50/50 splits, share flagged at 0.05 (should be ≈ 0.05):", "",
+              "| SRM method | rate |", "|---|---:|"]
+    lines += [f"| {k} | {v:.3f} |" for k, v in report["srm_false_alarm_rate"].items()]
+    lines += ["", f"Sequential A/A, share ever significant (ρ fixed at n_tune={DEFAULT_N_TUNE:g} vs re-tuned "
+              "at each look vs fixed-horizon z):", "", "| looks | fixed ρ | re-tuned ρ | naive z |", "|---|---:|---:|---:|"]
+    for k, looks in (("sequential_aa_40_looks", "40 (60 users/arm each)"), ("sequential_aa_2000_looks", "2000 (10 users/arm each)")):
+        r = report[k]
+        lines.append(f"| {looks} | {r['fixed']:.3f} | {r['retuned']:.3f} | {r['naive']:.3f} |")
     lines += ["", "| other | calls/s |", "|---|---:|"]
     lines += [f"| {k} | {report['calls_per_second'][k]:,.0f} |" for k in ("sequential", "srm")]
     lines += [

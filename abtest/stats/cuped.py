@@ -12,20 +12,31 @@ linearised (delta method) — gradients ``(1/D̄, -R/D̄)`` and ``(1/P̄_D, -R_p
 4×4 per-user covariance of ``(num, den, pre_num, pre_den)`` — and CUPED is applied to the
 linearised metric: ``R_adj = R - θ (R_pre - R_pre_pooled)``.
 
+Relative lift (``baseline``): ``"adjusted"`` (default) reports ``T_adj / C_adj - 1``; ``"unadjusted"``
+(GrowthBook) reports ``(T_adj - C_adj) / C`` over the **unadjusted** control mean ``C``, with the
+delta-method variance of ``D / C`` that accounts for the covariance of the adjusted difference
+``D`` with ``C`` (``Cov(C, D) = -(var_y - θ cov_xy)/n_C`` in the control arm). Both are computed by
+:func:`abtest.stats.relative.relative_interval` (``log``, ``delta`` or ``fieller``) on the pair
+``(C, C + D)``.
+
 Degenerate covariate: when the pooled covariate variance is 0, θ = 0 (no adjustment) and the
 result's ``note`` says so.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from abtest.stats.errors import StatsInputError
+from abtest.stats.relative import RelativeInterval, relative_interval
 from abtest.stats.result import TestResult, join_notes
 from abtest.stats.sufficient import CovariateMeanStats, CovariateRatioStats, MeanStats, _pool
-from abtest.stats.ttest import welch_ttest
+from abtest.stats.ttest import METHOD_SUFFIX, check_test, reference, welch_ttest
+
+CUPED_BASELINES: tuple[str, ...] = ("adjusted", "unadjusted")
 
 
 @dataclass(frozen=True)
@@ -144,19 +155,23 @@ def cuped_ttest(
     alternative: str = "two-sided",
     relative: str = "log",
     theta: float | None = None,
+    test: str = "welch",
+    baseline: str = "adjusted",
 ) -> TestResult:
     """Welch test on CUPED-adjusted arms (mean or ratio metric, picked by the input type).
 
-    ``note`` records θ and the variance reduction; ``method`` is ``cuped-welch-t`` or
-    ``cuped-delta-welch-t``.
+    ``note`` records θ, the variance reduction and (when ``"unadjusted"``) the lift baseline;
+    ``method`` is ``cuped-welch-t`` or ``cuped-delta-welch-t`` (``student-t``/``z`` per ``test``).
+    ``baseline``: the denominator of the relative lift, ``"adjusted"`` or ``"unadjusted"`` control mean.
     """
+    check_test(test, metric=metric)
+    if baseline not in CUPED_BASELINES:
+        raise StatsInputError(f"baseline must be one of {CUPED_BASELINES}, got {baseline!r}", metric)
     if isinstance(control, CovariateRatioStats) and isinstance(treatment, CovariateRatioStats):
-        adj, method = (
-            cuped_adjust_ratios(control, treatment, metric=metric, theta=theta),
-            "cuped-delta-welch-t",
-        )
+        adj = cuped_adjust_ratios(control, treatment, metric=metric, theta=theta)
+        method = f"cuped-delta-{METHOD_SUFFIX[test]}"
     elif isinstance(control, CovariateMeanStats) and isinstance(treatment, CovariateMeanStats):
-        adj, method = cuped_adjust_means(control, treatment, metric=metric, theta=theta), "cuped-welch-t"
+        adj, method = cuped_adjust_means(control, treatment, metric=metric, theta=theta), f"cuped-{METHOD_SUFFIX[test]}"
     else:
         raise StatsInputError(
             "control and treatment must both be CovariateMeanStats or both CovariateRatioStats", metric
@@ -171,6 +186,45 @@ def cuped_ttest(
         alternative=alternative,
         relative=relative,
         method=method,
+        test=test,
     )
     info = f"theta={adj.theta:.6g}, variance_reduction={adj.variance_reduction:.3f}"
+    if baseline == "unadjusted":
+        rel = unadjusted_relative(adj, control, alpha=alpha, alternative=alternative, df=res.df,
+                                  method=relative, test=test)
+        info += ", lift over the unadjusted control mean"
+        res = res.with_(rel_delta=rel.rel_delta, rel_ci=rel.ci, rel_se=rel.se,
+                        note=join_notes(*(n for n in res.note.split("; ") if "relative" not in n), rel.note))
     return res.with_(note=join_notes(adj.note, res.note, info))
+
+
+def unadjusted_pair(
+    adj: CupedAdjustment, control: CovariateMeanStats | CovariateRatioStats, test: str = "welch"
+) -> tuple[float, float, float, float, float]:
+    """``(C, v_C, C + D, v_{C+D}, Cov(C, C + D))`` with ``C`` the unadjusted control mean and ``D`` the
+    CUPED-adjusted difference: the inputs of a relative interval over the unadjusted baseline."""
+    c, vc = adj.control_unadjusted.mean, adj.control_unadjusted.var_of_mean
+    v_adj_c, v_adj_t, _ = reference(adj.control.var, adj.control.n, adj.treatment.var, adj.treatment.n, test)
+    d = adj.treatment.mean - adj.control.mean
+    n, mean, cov = control.moments()
+    if isinstance(control, CovariateRatioStats):
+        _, _, vy, _, cxy = _ratio_linearization(mean, cov, "", "control")
+    else:
+        vy, cxy = float(cov[0, 0]), float(cov[0, 1])
+    cov_cd = -(vy - adj.theta * cxy) / n
+    return c, vc, c + d, vc + v_adj_c + v_adj_t + 2.0 * cov_cd, vc + cov_cd
+
+
+def unadjusted_relative(
+    adj: CupedAdjustment,
+    control: CovariateMeanStats | CovariateRatioStats,
+    *,
+    alpha: float = 0.05,
+    alternative: str = "two-sided",
+    df: float = math.inf,
+    method: str = "log",
+    test: str = "welch",
+) -> RelativeInterval:
+    """Relative lift ``D / C`` over the unadjusted control mean and its interval (see module doc)."""
+    c, vc, t, vt, cov = unadjusted_pair(adj, control, test)
+    return relative_interval(c, vc, t, vt, cov=cov, alpha=alpha, alternative=alternative, df=df, method=method)

@@ -7,14 +7,15 @@ contributes ``(num - R·den) / D̄``, whose sample variance is
 
 and ``Var(R̂) ≈ var_lin / n``. This respects the correlation between a user's impressions (never
 an impression-level binomial test, which understates the variance when users differ). The arms are
-then compared with Welch's t on the linearised variances (Welch–Satterthwaite df).
+then compared with Welch's t on the linearised variances (Welch–Satterthwaite df); ``test="student"``
+or ``"z"`` as for :func:`abtest.stats.ttest.welch_ttest`.
 """
 
 from __future__ import annotations
 
 from abtest.stats.result import TestResult
 from abtest.stats.sufficient import MeanStats, RatioStats
-from abtest.stats.ttest import welch_ttest
+from abtest.stats.ttest import METHOD_SUFFIX, check_test, welch_ttest
 
 
 def linearized_variance(stats: RatioStats) -> float:
@@ -40,8 +41,13 @@ def ratio_ttest(
     alpha: float = 0.05,
     alternative: str = "two-sided",
     relative: str = "log",
+    test: str = "welch",
 ) -> TestResult:
-    """Delta-method Welch test of a ratio metric (e.g. long-click rate = Σlong_clicks / Σimpressions)."""
+    """Delta-method Welch test of a ratio metric (e.g. long-click rate = Σlong_clicks / Σimpressions).
+
+    ``method`` is ``delta-welch-t`` (``delta-student-t``, ``delta-z`` for the other ``test`` values).
+    """
+    check_test(test, metric=metric)
     return welch_ttest(
         linearize(control, metric, control_name),
         linearize(treatment, metric, treatment_name),
@@ -51,5 +57,6 @@ def ratio_ttest(
         alpha=alpha,
         alternative=alternative,
         relative=relative,
-        method="delta-welch-t",
+        method=f"delta-{METHOD_SUFFIX[test]}",
+        test=test,
     )

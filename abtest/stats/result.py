@@ -23,7 +23,8 @@ class TestResult:
     (``rel_delta``). ``abs_ci`` / ``rel_ci`` are ``(low, high)``; one-sided alternatives give a
     half-open interval (``-inf``/``inf`` on the open side). ``p_value`` is always computed from the
     absolute difference (the relative interval is a presentation of the same data, not a second
-    test). ``df`` is ``inf`` for normal (z) tests. ``p_value_adjusted``/``correction`` are filled in by
+    test). ``df`` is ``inf`` for normal (z) tests. ``se``/``statistic`` are those of the absolute test;
+``rel_se`` is the delta-method standard error of ``rel_delta``. ``p_value_adjusted``/``correction`` are filled in by
     :func:`abtest.stats.multiple.correct_results`. ``note`` explains any ``nan``.
     """
 
@@ -47,6 +48,7 @@ class TestResult:
     df: float
     se: float = math.nan
     statistic: float = math.nan
+    rel_se: float = math.nan
     p_value_adjusted: float | None = None
     correction: str | None = None
     note: str = ""

@@ -9,7 +9,9 @@ Every class is a frozen dataclass of a few floats, so an arm of any size is summ
 * ``from_sums`` constructors take ``n``, ``Σx``, ``Σx²`` and ``Σxy`` as SQL produces them. They
   subtract large numbers (``Σx² - (Σx)²/n``); when per-user values are huge and nearly constant
   prefer computing ``var_samp``/``covar_samp`` in SQL and building the dataclass directly. Tiny
-  negative variances from round-off are clipped to 0.
+  negative variances from round-off (within ``ROUNDOFF_RTOL`` of the raw second moment
+  ``Σx²/(n-1)``) are clipped to 0; a clearly negative one is impossible input (sums from different
+  populations, overflow) and raises :class:`StatsInputError` naming the arm and the moment.
 """
 
 from __future__ import annotations
@@ -24,14 +26,38 @@ from abtest.stats.errors import StatsInputError
 RATIO_COVARIATE_ORDER: tuple[str, ...] = ("num", "den", "pre_num", "pre_den")
 
 
-def _moments_from_sums(n: float, sums: np.ndarray, cross: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Means ``(k,)`` and ddof=1 covariance ``(k, k)`` from ``n``, ``Σx (k,)`` and ``Σxxᵀ (k, k)``."""
+ROUNDOFF_RTOL = 1e-9
+
+
+def _moments_from_sums(
+    n: float,
+    sums: np.ndarray,
+    cross: np.ndarray,
+    names: tuple[str, ...] = (),
+    metric: str = "",
+    arm: str = "",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Means ``(k,)`` and ddof=1 covariance ``(k, k)`` from ``n``, ``Σx (k,)`` and ``Σxxᵀ (k, k)``.
+
+    ``names`` label the ``k`` variables in the error raised for a clearly negative variance.
+    """
     if n < 2:
-        raise StatsInputError(f"need n >= 2 users to estimate a variance, got n={n}")
+        raise StatsInputError(f"need n >= 2 users to estimate a variance, got n={n}", metric, arm)
     sums = np.asarray(sums, dtype=np.float64)
     cross = np.asarray(cross, dtype=np.float64)
     mean = sums / n
     cov = (cross - np.outer(sums, sums) / n) / (n - 1)
+    raw = np.abs(np.diag(cross)) / (n - 1)
+    bad = np.flatnonzero(np.diag(cov) < -ROUNDOFF_RTOL * raw - 1e-300)
+    if bad.size:
+        i = int(bad[0])
+        label = names[i] if i < len(names) else f"variable {i}"
+        raise StatsInputError(
+            f"variance of {label} from sums is {cov[i, i]:.6g} < 0 beyond round-off "
+            f"(Σx²={cross[i, i]:.6g}, (Σx)²/n={sums[i] ** 2 / n:.6g}): the sums are inconsistent",
+            metric,
+            arm,
+        )
     d = np.clip(np.diag(cov), 0.0, None)
     np.fill_diagonal(cov, d)
     return mean, cov
@@ -66,10 +92,20 @@ def _pair_from_arrays(a: np.ndarray, b: np.ndarray) -> PairFields:
 
 
 def _pair_from_sums(
-    n: int, sum_a: float, sum_b: float, sum_a_sq: float, sum_b_sq: float, sum_ab: float
+    n: int,
+    sum_a: float,
+    sum_b: float,
+    sum_a_sq: float,
+    sum_b_sq: float,
+    sum_ab: float,
+    names: tuple[str, str] = ("a", "b"),
+    metric: str = "",
+    arm: str = "",
 ) -> PairFields:
     """:func:`_pair_fields` from ``n``, ``Σa``, ``Σb``, ``Σa²``, ``Σb²`` and ``Σab``."""
-    m, c = _moments_from_sums(n, np.array([sum_a, sum_b]), np.array([[sum_a_sq, sum_ab], [sum_ab, sum_b_sq]]))
+    m, c = _moments_from_sums(
+        n, np.array([sum_a, sum_b]), np.array([[sum_a_sq, sum_ab], [sum_ab, sum_b_sq]]), names, metric, arm
+    )
     return _pair_fields(n, m, c)
 
 
@@ -96,9 +132,9 @@ class MeanStats:
         return cls(n, float(m[0]), float(c[0, 0]))
 
     @classmethod
-    def from_sums(cls, n: int, total: float, total_sq: float) -> MeanStats:
-        """From ``n``, ``Σx`` and ``Σx²`` over users."""
-        m, c = _moments_from_sums(n, np.array([total]), np.array([[total_sq]]))
+    def from_sums(cls, n: int, total: float, total_sq: float, *, metric: str = "", arm: str = "") -> MeanStats:
+        """From ``n``, ``Σx`` and ``Σx²`` over users (``metric``/``arm`` name the source in errors)."""
+        m, c = _moments_from_sums(n, np.array([total]), np.array([[total_sq]]), ("x",), metric, arm)
         return cls(int(n), float(m[0]), float(c[0, 0]))
 
     @property
@@ -176,10 +212,24 @@ class RatioStats:
 
     @classmethod
     def from_sums(
-        cls, n: int, sum_num: float, sum_den: float, sum_num_sq: float, sum_den_sq: float, sum_num_den: float
+        cls,
+        n: int,
+        sum_num: float,
+        sum_den: float,
+        sum_num_sq: float,
+        sum_den_sq: float,
+        sum_num_den: float,
+        *,
+        metric: str = "",
+        arm: str = "",
     ) -> RatioStats:
-        """From ``n``, ``Σnum``, ``Σden``, ``Σnum²``, ``Σden²`` and ``Σnum·den`` over users."""
-        return cls(*_pair_from_sums(n, sum_num, sum_den, sum_num_sq, sum_den_sq, sum_num_den))
+        """From ``n``, ``Σnum``, ``Σden``, ``Σnum²``, ``Σden²`` and ``Σnum·den`` over users.
+
+        Raises :class:`StatsInputError` (naming ``metric``, ``arm`` and the moment) when a variance
+        is negative beyond round-off.
+        """
+        return cls(*_pair_from_sums(n, sum_num, sum_den, sum_num_sq, sum_den_sq, sum_num_den,
+                                    ("numerator", "denominator"), metric, arm))
 
     @property
     def ratio(self) -> float:
@@ -220,10 +270,19 @@ class CovariateMeanStats:
 
     @classmethod
     def from_sums(
-        cls, n: int, sum_y: float, sum_x: float, sum_y_sq: float, sum_x_sq: float, sum_xy: float
+        cls,
+        n: int,
+        sum_y: float,
+        sum_x: float,
+        sum_y_sq: float,
+        sum_x_sq: float,
+        sum_xy: float,
+        *,
+        metric: str = "",
+        arm: str = "",
     ) -> CovariateMeanStats:
         """From ``n``, ``Σy``, ``Σx``, ``Σy²``, ``Σx²`` and ``Σxy`` over users."""
-        return cls(*_pair_from_sums(n, sum_y, sum_x, sum_y_sq, sum_x_sq, sum_xy))
+        return cls(*_pair_from_sums(n, sum_y, sum_x, sum_y_sq, sum_x_sq, sum_xy, ("metric", "covariate"), metric, arm))
 
     @property
     def metric(self) -> MeanStats:
@@ -257,13 +316,15 @@ class CovariateRatioStats:
         return cls.from_moments(n, m, c)
 
     @classmethod
-    def from_sums(cls, n: int, sums: np.ndarray, cross: np.ndarray) -> CovariateRatioStats:
+    def from_sums(
+        cls, n: int, sums: np.ndarray, cross: np.ndarray, *, metric: str = "", arm: str = ""
+    ) -> CovariateRatioStats:
         """From ``n``, ``sums (4,) = Σv`` and ``cross (4, 4) = Σ v vᵀ`` over users, order ``(num, den, pre_num, pre_den)``."""
         sums = np.asarray(sums, dtype=np.float64)
         cross = np.asarray(cross, dtype=np.float64)
         if sums.shape != (4,) or cross.shape != (4, 4):
             raise StatsInputError(f"expected sums (4,) and cross (4, 4), got {sums.shape} and {cross.shape}")
-        m, c = _moments_from_sums(n, sums, cross)
+        m, c = _moments_from_sums(n, sums, cross, RATIO_COVARIATE_ORDER, metric, arm)
         return cls.from_moments(int(n), m, c)
 
     @classmethod

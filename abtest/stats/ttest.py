@@ -1,8 +1,15 @@
-"""Welch's two-sample t-test on sufficient statistics, and the shared comparison core.
+"""Two-sample tests of means on sufficient statistics, and the shared comparison core.
 
-Conventions: sample variances with ``ddof=1``; unequal variances (Welch); degrees of freedom by
-Welch–Satterthwaite ``df = (v_C + v_T)² / (v_C²/(n_C-1) + v_T²/(n_T-1))`` with ``v = var/n``. The
-p-value and the absolute interval come from ``t = (T - C) / sqrt(v_C + v_T)``; the relative
+Conventions: sample variances with ``ddof=1``. The ``test`` keyword (the same on every test
+function) picks the reference distribution and variance:
+
+* ``"welch"`` (default) — unequal variances, ``v = var/n`` per arm, Welch–Satterthwaite
+  ``df = (v_C + v_T)² / (v_C²/(n_C-1) + v_T²/(n_T-1))`` (scipy ``equal_var=False``, GrowthBook);
+* ``"student"`` — pooled variance ``s² = ((n_C-1)s²_C + (n_T-1)s²_T) / (n_C+n_T-2)``, ``v = s²/n``,
+  ``df = n_C + n_T - 2`` (scipy/R ``var.equal=TRUE``, tea-tasting ``equal_var=True``);
+* ``"z"`` — unequal variances, normal reference (``df = inf``).
+
+The p-value and the absolute interval come from ``(T - C) / sqrt(v_C + v_T)``; the relative
 interval is computed separately (:mod:`abtest.stats.relative`) at the same level.
 """
 
@@ -13,9 +20,32 @@ import math
 import numpy as np
 
 from abtest.stats.distribution import check_alpha, check_alternative, critical_value, interval, p_value
+from abtest.stats.errors import StatsInputError
 from abtest.stats.relative import relative_interval
 from abtest.stats.result import TestResult, join_notes
 from abtest.stats.sufficient import MeanStats
+
+MEAN_TESTS: tuple[str, ...] = ("welch", "student", "z")
+METHOD_SUFFIX: dict[str, str] = {"welch": "welch-t", "student": "student-t", "z": "z"}
+
+
+def check_test(test: str, allowed: tuple[str, ...] = MEAN_TESTS, metric: str = "") -> str:
+    """Return ``test`` or raise :class:`StatsInputError` if it is not one of ``allowed``."""
+    if test not in allowed:
+        raise StatsInputError(f"test must be one of {allowed}, got {test!r}", metric)
+    return test
+
+
+def reference(
+    var_c: float, n_c: int, var_t: float, n_t: int, test: str = "welch"
+) -> tuple[float, float, float]:
+    """``(v_C, v_T, df)``: sampling variances of the two means and the reference df under ``test``."""
+    check_test(test)
+    if test == "student":
+        pooled = ((n_c - 1) * var_c + (n_t - 1) * var_t) / (n_c + n_t - 2)
+        return pooled / n_c, pooled / n_t, float(n_c + n_t - 2)
+    df = math.inf if test == "z" else welch_df(var_c, n_c, var_t, n_t)
+    return var_c / n_c, var_t / n_t, float(df)
 
 
 def welch_df(
@@ -82,6 +112,7 @@ def compare_estimates(
     )
     note = join_notes(note, rel.note)
     return TestResult(
+        rel_se=rel.se,
         metric=metric,
         control=control,
         treatment=treatment,
@@ -114,25 +145,29 @@ def welch_ttest(
     alpha: float = 0.05,
     alternative: str = "two-sided",
     relative: str = "log",
-    method: str = "welch-t",
+    method: str | None = None,
+    test: str = "welch",
 ) -> TestResult:
-    """Welch's t-test of a per-user mean metric (e.g. impressions per user).
+    """Two-sample test of a per-user mean metric (e.g. impressions per user); Welch's t by default.
 
-    Matches ``scipy.stats.ttest_ind_from_stats(..., equal_var=False)`` (same t, df and p).
-    ``alternative="greater"`` tests ``treatment > control``.
+    ``test="welch"`` matches ``scipy.stats.ttest_ind_from_stats(..., equal_var=False)`` (same t, df
+    and p), ``"student"`` the pooled-variance t (``equal_var=True``), ``"z"`` the normal test.
+    ``alternative="greater"`` tests ``treatment > control``. ``method`` defaults to ``welch-t`` /
+    ``student-t`` / ``z``.
     """
+    check_test(test, metric=metric)
     control.validate(metric, control_name)
     treatment.validate(metric, treatment_name)
-    df = welch_df(control.var, control.n, treatment.var, treatment.n)
+    vc, vt, df = reference(control.var, control.n, treatment.var, treatment.n, test)
     return compare_estimates(
         control.mean,
-        control.var_of_mean,
+        vc,
         treatment.mean,
-        treatment.var_of_mean,
+        vt,
         df=df,
         n_control=control.n,
         n_treatment=treatment.n,
-        method=method,
+        method=method or METHOD_SUFFIX[test],
         metric=metric,
         control=control_name,
         treatment=treatment_name,

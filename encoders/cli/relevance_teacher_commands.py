@@ -56,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     lab.add_argument("--run", type=Path, default=None, help="query tower run directory for candidate retrieval")
     lab.add_argument("--candidates", type=int, default=10, help="retrieved candidates per query (default 10; 0 = none)")
     lab.add_argument("--splits", default="train,validation", help="query splits to label (default train,validation)")
+    lab.add_argument("--judged-per-query", type=int, default=None,
+                     help="at most this many judged pairs per query, a seeded sample (default: all)")
+    lab.add_argument("--seed", type=int, default=0, help="seed of that sample (default 0)")
     lab.add_argument("--variant", choices=("fp32", "int8"), default=None, help="teacher variant (default: recommended)")
     lab.add_argument("--threads", type=int, default=2, help="onnxruntime / torch threads (default 2)")
     lab.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -114,10 +117,13 @@ def cmd_label(args: argparse.Namespace) -> int:
     bad = [s for s in splits if s not in ("train", "validation", "eval")]
     if bad or not splits:
         raise CLIError(f"--splits: expected names among train,validation,eval, got {args.splits!r}")
+    if args.judged_per_query is not None and args.judged_per_query < 1:
+        raise CLIError(f"--judged-per-query must be >= 1, got {args.judged_per_query}")
     if args.candidates < 0:
         raise CLIError(f"--candidates must be >= 0, got {args.candidates}")
     table = label_pairs(args.teacher, args.data, args.out, run_dir=args.run, candidates=args.candidates,
-                        splits=splits, variant=args.variant, threads=args.threads, progress=not args.no_progress)
+                        splits=splits, variant=args.variant, judged_per_query=args.judged_per_query, seed=args.seed,
+                        threads=args.threads, progress=not args.no_progress)
     judged = int((~table["judged_grade"].isna()).sum())
     print(f"wrote {args.out}: {len(table)} pairs ({judged} judged, {len(table) - judged} retrieved candidates)")
     return 0

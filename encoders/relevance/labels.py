@@ -45,8 +45,13 @@ def retrieve_candidates(dataset_dir: str | Path, queries: Sequence[str], k: int,
 
 def label_pairs(teacher: str | Path, dataset_dir: str | Path, out: str | Path, *, run_dir: str | Path | None = None,
                 candidates: int = 10, splits: tuple[str, ...] = ("train", "validation"), variant: str | None = None,
-                threads: int = 2, progress: bool = True) -> pd.DataFrame:
-    """Build, score and write the labelled pairs (see the module docstring); returns the table."""
+                judged_per_query: int | None = None, seed: int = 0, threads: int = 2,
+                progress: bool = True) -> pd.DataFrame:
+    """Build, score and write the labelled pairs (see the module docstring); returns the table.
+
+    ``judged_per_query``: keep at most this many judged pairs per query (a seeded sample; for
+    datasets that judge hundreds of items per query), default all.
+    """
     from tqdm.auto import tqdm
 
     from encoders.runtime.cross_encoder import CrossEncoderScorer
@@ -54,6 +59,11 @@ def label_pairs(teacher: str | Path, dataset_dir: str | Path, out: str | Path, *
     scorer = CrossEncoderScorer(teacher, variant=variant, threads=threads)
     pairs = load_judged_pairs(dataset_dir)
     keep = np.isin(pairs.split, list(splits))
+    if judged_per_query is not None:
+        rng = np.random.default_rng(seed)
+        for g in pairs.query_groups():
+            if g.size > judged_per_query:
+                keep[rng.permutation(g)[judged_per_query:]] = False
     judged = pairs.subset(keep)
     rows = {"query": list(judged.queries), "pin_id": list(judged.pin_ids), "text": list(judged.texts),
             "judged_grade": judged.grades.tolist(), "split": judged.split.tolist()}

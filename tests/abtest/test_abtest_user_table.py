@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +66,50 @@ def test_negative_count_and_two_arms_rejected(tmp_path: Path) -> None:
     df.to_parquet(tmp_path / "dup.parquet")
     with pytest.raises(LogValidationError, match="more than one arm"):
         analyze_user_table(tmp_path / "dup.parquet", AnalysisConfig(control="a"))
+
+
+def test_integer_user_ids_work_and_cli_writes_statistic_se_df(tmp_path: Path) -> None:
+    import json
+
+    from encoders.cli.main import main
+
+    df = _table(600, seed=3)
+    df["user_id"] = np.arange(10_000_000_000, 10_000_000_600, dtype=np.int64)  # int64 ids
+    df.to_parquet(tmp_path / "users.parquet")
+    out = tmp_path / "out"
+    assert main(["abtest", "analyze", str(tmp_path / "users.parquet"), "--control", "a", "--out", str(out),
+                 "--experiment", "ints", "--relative", "delta", "--srm", "binomial", "--sequential"]) == 0
+    rows = json.loads((out / "ints" / "results.json").read_text())
+    assert len(rows) == 8
+    for r in rows:
+        assert r["se"] > 0 and r["statistic"] is not None and math.isfinite(r["statistic"])
+        assert r["df"] == "inf" if r["kind"] == "proportion" else r["df"] > 100
+        assert r["rel_se"] > 0
+    summary = json.loads((out / "ints" / "summary.json").read_text())
+    conv = summary["conventions"]
+    assert conv["relative"] == "delta" and conv["srm_method"] == "binomial" and conv["n_tune"] == 5000
+    assert conv["test"] == "welch" and conv["variance"] == "unpooled" and summary["srm"]["method"] == "binomial"
+    # a user in two arms is still reported with an integer id
+    df2 = pd.concat([df, df.iloc[[5]].assign(arm="b" if df.arm[5] == "a" else "a")])
+    df2.to_parquet(tmp_path / "dup.parquet")
+    with pytest.raises(LogValidationError, match=r"10000000005.*more than one arm") as exc:
+        analyze_user_table(tmp_path / "dup.parquet", AnalysisConfig(control="a"))
+    assert exc.value.row == 5
+    df.assign(user_id=df.user_id.astype(float)).to_parquet(tmp_path / "f.parquet")
+    with pytest.raises(LogValidationError, match="string or integer"):
+        analyze_user_table(tmp_path / "f.parquet", AnalysisConfig(control="a"))
+
+
+def test_conventions_reach_the_tests(tmp_path: Path) -> None:
+    df = _table(900, seed=4)
+    df.to_parquet(tmp_path / "u.parquet")
+    cfg = AnalysisConfig(control="a", test="student", proportion_test="fisher", cuped=False)
+    r = analyze_user_table(tmp_path / "u.parquet", cfg).results.set_index("metric")
+    assert r.loc["long_click_rate", "method"] == "delta-student-t"
+    assert r.loc["impressions_per_user", "method"] == "student-t"
+    assert r.loc["long_click_user_share", "method"] == "fisher-exact"
+    assert r.loc["impressions_per_user", "df"] == 900 - 2
+    with pytest.raises(ValueError, match="relative must be one of"):
+        AnalysisConfig(control="a", relative="symmetric")
+    with pytest.raises(ValueError, match="n_tune"):
+        AnalysisConfig(control="a", n_tune=0)

@@ -86,3 +86,17 @@ def test_zero_denominator_raises_naming_metric_and_arm():
     s = RatioStats(100, 0.0, 0.0, 0.0, 0.0, 0.0)
     with pytest.raises(StatsInputError, match=r"metric 'ctr', arm 'control'.*denominator"):
         ratio_ttest(s, RatioStats(100, 1.0, 2.0, 1.0, 1.0, 0.5), metric="ctr")
+
+
+def test_from_sums_raises_on_clearly_negative_variance_and_clips_round_off():
+    from abtest.stats import StatsInputError
+
+    # Σden² far below (Σden)²/n: impossible sums (e.g. from two different populations)
+    with pytest.raises(StatsInputError, match=r"metric 'ctr', arm 'treatment'.*variance of denominator"):
+        RatioStats.from_sums(100, 50.0, 1000.0, 40.0, 5000.0, 600.0, metric="ctr", arm="treatment")
+    with pytest.raises(StatsInputError, match=r"variance of numerator"):
+        RatioStats.from_sums(100, 500.0, 1000.0, 100.0, 20000.0, 6000.0)
+    # constant values: Σx² - (Σx)²/n is 0 up to round-off → clipped to 0, no error
+    x = np.full(1000, 0.1)
+    r = RatioStats.from_sums(1000, x.sum(), x.sum(), (x * x).sum(), (x * x).sum(), (x * x).sum())
+    assert r.var_num >= 0 and r.var_num < 1e-12

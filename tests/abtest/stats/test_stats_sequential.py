@@ -55,3 +55,36 @@ def test_sequential_test_result_is_consistent():
     assert r.rel_ci[0] < r.rel_delta < r.rel_ci[1]
     with pytest.raises(StatsInputError):
         sequential_test(c, t, n_tune=0)
+
+
+def _aa_streams(reps: int, looks: int, step: int, seed: int):
+    """A/A streams: ``(Δ (reps, looks), se (reps, looks), total users (looks,))`` at every look."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, size=(reps, 2, looks * step)).astype(np.float32)
+    n = np.arange(1, looks + 1) * step
+    cs = np.cumsum(x, axis=2, dtype=np.float64)[:, :, n - 1]
+    cs2 = np.cumsum(x.astype(np.float64) ** 2, axis=2)[:, :, n - 1]
+    var = (cs2 - cs**2 / n) / (n - 1)
+    return cs[:, 1] / n - cs[:, 0] / n, np.sqrt(var[:, 0] / n + var[:, 1] / n), 2 * n
+
+
+def _fpr(delta: np.ndarray, se: np.ndarray, n_total: np.ndarray, rho) -> float:
+    return float(np.mean(np.any(np.abs(delta) > always_valid_halfwidth(se, n_total, 0.05, rho), axis=1)))
+
+
+def test_fixed_default_n_tune_stays_valid_while_retuning_each_look_does_not():
+    """ρ fixed at the default planned size keeps the A/A FPR <= α (40 looks, and 2,000 looks); ρ
+    re-tuned to the current N at every look (the old behaviour without --n-tune) is a fixed z
+    boundary (≈ 3.03 se), crossed more and more often the longer one peeks."""
+    from abtest.stats.sequential import DEFAULT_N_TUNE
+
+    rho = mixture_rho(0.05, DEFAULT_N_TUNE)
+    delta, se, n_total = _aa_streams(reps=1000, looks=40, step=60, seed=5)
+    assert _fpr(delta, se, n_total, rho) <= 0.05
+    retuned = np.array([mixture_rho(0.05, k) for k in n_total])
+    z = always_valid_halfwidth(se, n_total, 0.05, retuned) / se
+    assert np.allclose(z, z[0, 0]) and 3.0 < z[0, 0] < 3.1
+    delta, se, n_total = _aa_streams(reps=800, looks=2000, step=10, seed=5)
+    assert _fpr(delta, se, n_total, rho) <= 0.05
+    assert _fpr(delta, se, n_total, np.array([mixture_rho(0.05, k) for k in n_total])) > 0.06
+    assert sequential_test(MeanStats(100, 1.0, 1.0), MeanStats(100, 1.1, 1.0)).note == f"n_tune={DEFAULT_N_TUNE:g}"

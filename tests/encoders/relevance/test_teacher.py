@@ -121,6 +121,12 @@ def test_label_writes_judged_and_candidate_pairs(teacher_dir: Path, judged_dir: 
     assert list(t.columns) == ["query", "pin_id", "grade", "judged_grade", "split"]
     assert set(t["split"]) <= {"train", "validation"} and t["judged_grade"].notna().all()
     assert t["grade"].between(1.0, 3.0).all()
+    capped = tmp_path / "capped.parquet"
+    assert main(["relevance", "label", "--teacher", str(teacher_dir), "--data", str(judged_dir), "--out", str(capped),
+                 "--candidates", "0", "--judged-per-query", "2", "--threads", "1", "--no-progress"]) == 0
+    c = pd.read_parquet(capped)
+    assert c.groupby("query").size().max() == 2 and set(c["query"]) == set(t["query"])
+    assert set(zip(c["query"], c["pin_id"], strict=True)) <= set(zip(t["query"], t["pin_id"], strict=True))
 
 
 def test_cli_errors_are_one_line(judged_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
