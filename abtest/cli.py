@@ -10,7 +10,10 @@
                               --allow-srm --no-cuped --sequential --n-tune N --weights a=1,b=1 --model-labels PATH
                               --test welch|student|z --proportion-test z|welch|student|fisher
                               --variance unpooled|pooled --continuity --relative log|delta|fieller
-                              --cuped-baseline adjusted|unadjusted --srm chi2|chi2-yates|binomial ...]
+                              --cuped-baseline adjusted|unadjusted --srm chi2|chi2-yates|binomial
+                              --cap METRIC=Q[,METRIC=Q] --cap-quantile Q --cap-ignore-zeros
+                              --engine frequentist|bayesian|both --bayes-effect relative|absolute
+                              --prior-mean M --prior-stddev S --prior-proper ...]
 """
 
 from __future__ import annotations
@@ -74,6 +77,26 @@ def _weights(text: str) -> dict[str, float]:
             out[name.strip()] = float(w)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected ARM=WEIGHT[,ARM=WEIGHT...], got {text!r}") from None
+    return out
+
+
+def _quantile(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a quantile in (0, 1), e.g. 0.999, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a quantile in (0, 1), e.g. 0.999, got {value}")
+    return value
+
+
+def _caps(text: str) -> dict[str, float]:
+    out = {}
+    for part in text.split(","):
+        name, sep, q = part.partition("=")
+        if not sep or not name.strip():
+            raise argparse.ArgumentTypeError(f"expected METRIC=QUANTILE[,METRIC=QUANTILE...], got {text!r}")
+        out[name.strip()] = _quantile(q)
     return out
 
 
@@ -167,6 +190,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="CUPED lift over the adjusted (default) or unadjusted control mean (GrowthBook)")
     an.add_argument("--srm", dest="srm_method", choices=["chi2", "chi2-yates", "binomial"], default="chi2",
                     help="SRM test: chi-square (default), with Yates correction, or exact binomial (two arms)")
+    an.add_argument("--cap", dest="caps", type=_caps, action="append",
+                    help="percentile capping of a mean/ratio metric's per-user values at a quantile of all users, "
+                    "e.g. impressions_per_user=0.999 (repeatable; ratios cap numerator and denominator)")
+    an.add_argument("--cap-quantile", type=_quantile,
+                    help="cap every mean and ratio metric at this quantile (e.g. 0.999, Statsig's default); "
+                    "--cap overrides it per metric (default: no capping)")
+    an.add_argument("--cap-ignore-zeros", action="store_true",
+                    help="compute the cap quantile over non-zero per-user values only (Statsig)")
+    an.add_argument("--engine", choices=["frequentist", "bayesian", "both"], default="frequentist",
+                    help="add GrowthBook's Bayesian results (chance to beat control, credible interval, risk) "
+                    "beside the frequentist ones (default frequentist)")
+    an.add_argument("--bayes-effect", choices=["relative", "absolute"], default="relative",
+                    help="Bayesian engine: effect on the relative (default) or absolute scale")
+    an.add_argument("--prior-mean", type=float, default=0.0, help="Bayesian prior mean of the relative effect (0)")
+    an.add_argument("--prior-stddev", type=_positive_float, default=0.3,
+                    help="Bayesian prior stddev of the relative effect (0.3; used with --prior-proper)")
+    an.add_argument("--prior-proper", action="store_true",
+                    help="use the normal prior (default: improper flat prior, GrowthBook's default)")
     an.add_argument("--weights", type=_weights, help="configured split, e.g. control=1,treatment=1 (default equal)")
     an.add_argument("--allow-srm", action="store_true", help="write results flagged as blocked despite an SRM")
     an.add_argument("--served", type=Path, help="served.parquet (default: next to the input)")
@@ -311,6 +352,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         allow_srm=args.allow_srm, memory_limit=args.memory_limit, threads=args.threads, test=args.test,
         proportion_test=args.proportion_test, variance=args.variance, continuity=args.continuity,
         relative=args.relative, cuped_baseline=args.cuped_baseline, srm_method=args.srm_method,
+        caps={k: v for d in (args.caps or []) for k, v in d.items()} or None, cap_quantile=args.cap_quantile,
+        cap_ignore_zeros=args.cap_ignore_zeros, engine=args.engine, bayes_effect=args.bayes_effect,
+        prior_mean=args.prior_mean, prior_stddev=args.prior_stddev, prior_proper=args.prior_proper,
         **({"n_tune": args.n_tune} if args.n_tune is not None else {}),
     )
     try:

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from abtest.stats.errors import StatsInputError
+
 Kind = Literal["mean", "ratio", "proportion"]
 Role = Literal["decision", "guardrail", "secondary"]
 
@@ -93,3 +95,13 @@ def resolve_metrics(names: Sequence[str] | None = None) -> list[Metric]:
 def required_columns(metrics: Sequence[Metric]) -> list[str]:
     """Per-user columns the metrics need, in first-use order."""
     return list(dict.fromkeys(c for m in metrics for c in m.columns))
+
+
+def check_caps(caps: dict[str, float] | None, metrics: Sequence[Metric]) -> None:
+    """Raise unless every capped metric is analysed and not a proportion (0/1 values are never capped)."""
+    by_name = {m.name: m for m in metrics}
+    for name in caps or {}:
+        if name not in by_name:
+            raise UnknownMetricError(f"--cap {name}: not one of the analysed metrics {sorted(by_name)}")
+        if by_name[name].kind == "proportion":
+            raise StatsInputError(f"--cap {name}: proportion metrics (0/1 per user) are not capped")

@@ -65,12 +65,15 @@ def results_markdown(res: AnalysisResult, summary: dict) -> str:
     lines += [f"Control **{res.control}**; users per arm: "
               + ", ".join(f"{a} {n:,}" for a, n in res.arms.items())
               + f"; SRM p = {_fmt(srm['p_value'])} ({'passed' if srm['passed'] else 'FAILED'}).", ""]
-    head = "| metric | role | arm | control | treatment | Δ rel [CI] | p | p adj | method |"
+    bayes = "chance_to_win" in df.columns
+    head = "| metric | role | arm | control | treatment | Δ rel [CI] | Δ rel [adj. CI] | p | p adj | method |"
+    if bayes:
+        head += " P(beat control) | Bayes Δ rel [CrI] |"
     for title, part in (("Overall", df[df.segment == "all"]), ("Segments (BH-adjusted)", df[df.segment != "all"])):
         if part.empty:
             continue
         lines += [f"## {title}", "", head if title == "Overall" else head.replace("| role |", "| segment |"),
-                  "|" + "---|" * 9]
+                  "|" + "---|" * (head.count("|") - 1)]
         for r in part.itertuples():
             flag = ""
             if r.role == "guardrail":
@@ -78,16 +81,31 @@ def results_markdown(res: AnalysisResult, summary: dict) -> str:
             elif r.significant:
                 flag = " *"
             ci = f"{_fmt(r.rel_delta, True)} [{_fmt(r.rel_ci_low, True)}, {_fmt(r.rel_ci_high, True)}]"
+            adj = (f"[{_fmt(r.rel_ci_adj_low, True)}, {_fmt(r.rel_ci_adj_high, True)}] ({r.ci_adjustment})"
+                   if isinstance(r.ci_adjustment, str) else "–")
             second = r.role if title == "Overall" else r.segment
-            lines.append(f"| {r.metric}{flag} | {second} | {r.treatment} | {_fmt(r.control_value)} | "
-                         f"{_fmt(r.treatment_value)} | {ci} | {_fmt(r.p_value)} | {_fmt(r.p_value_adjusted)} | "
-                         f"{r.method} |")
+            line = (f"| {r.metric}{flag} | {second} | {r.treatment} | {_fmt(r.control_value)} | "
+                    f"{_fmt(r.treatment_value)} | {ci} | {adj} | {_fmt(r.p_value)} | {_fmt(r.p_value_adjusted)} | "
+                    f"{r.method} |")
+            if bayes:
+                pct = r.bayes_effect == "relative"
+                line += (f" {_fmt(r.chance_to_win)} | {_fmt(r.bayes_expected, pct)} [{_fmt(r.bayes_ci_low, pct)}, "
+                         f"{_fmt(r.bayes_ci_high, pct)}] |")
+            lines.append(line)
         lines.append("")
     conv = summary.get("conventions") or {}
     if conv:
         lines += ["Conventions: " + ", ".join(f"{k} = {v}" for k, v in conv.items() if v is not None) + ".", ""]
+    caps = res.extra.get("capping") or []
+    if caps:
+        lines += ["Capping: " + "; ".join(f"{c['metric']}: {c['column']} <= {_fmt(c['cap'])} (q = {c['quantile']:g}, "
+                                          f"{_fmt(c['share_capped'], True).lstrip('+')} of users capped)"
+                                          for c in caps) + ".", ""]
     lines += ["`*` significant after correction (Holm over decision metrics, BH over segment slices); "
-              "guardrails: ✅ non-inferior within the margin, ⚠️ not shown non-inferior.", ""]
+              "adj. CI: Holm-step (decision) / Benjamini–Yekutieli FCR (segments) interval, excludes 0 exactly "
+              "when p adj < α; guardrails: ✅ non-inferior within the margin, ⚠️ not shown non-inferior."
+              + (" P(beat control): posterior chance the treatment is better (Gaussian effect model, "
+                 "GrowthBook's default); CrI: credible interval." if bayes else ""), ""]
     return "\n".join(lines)
 
 
@@ -112,6 +130,7 @@ def build_summary(res: AnalysisResult, meta: dict, files: list[str]) -> dict:
         "guardrails": {f"{r.metric}:{r.treatment}": bool(r.guardrail_passed) for r in guard.itertuples()},
         "alpha": float(df.alpha.iloc[0]) if len(df) else None,
         "conventions": res.extra.get("conventions"),
+        "capping": res.extra.get("capping") or None,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "files": files,
         **{k: v for k, v in meta.items() if k not in ("start", "end", "running_days")},

@@ -3,7 +3,9 @@
 Measures: (1) calls per second of each test on sufficient statistics; (2) false-positive rate of
 each variant (every convention option) over many simulated A/A experiments and power under a
 planted lift, the SRM methods' false-alarm rate, and the sequential boundary's A/A error under 40 and
-2,000 looks with ρ fixed vs re-tuned at each look; (3) how the
+2,000 looks with ρ fixed vs re-tuned at each look, percentile capping (pooled-quantile cap, Welch) on
+heavy-tailed users, and the Bayesian engine's decision rule (chance to beat control > 0.975 or < 0.025;
+one-sided > 0.95); (3) how the
 conventions of peer libraries change p-values and relative intervals on one fixed data set.
 Writes ``bench/results/abstats.json`` and ``bench/results/abstats.md``.
 
@@ -36,6 +38,8 @@ from abtest.stats import (
     srm_check,
     welch_ttest,
 )
+from abtest.stats.bayesian import bayes_rejects, bayesian_test
+from abtest.stats.capping import cap_value
 from abtest.stats.sequential import DEFAULT_N_TUNE, always_valid_halfwidth, mixture_rho
 from abtest.stats.srm import SRM_METHODS
 
@@ -43,13 +47,23 @@ VARIANTS = (
     "welch", "student", "z", "delta_ratio", "delta_ratio_student", "proportion", "proportion_pooled",
     "proportion_cc", "proportion_welch", "fisher", "cuped_mean", "cuped_ratio", "cuped_mean_student",
     "rel_log_ci", "rel_delta_ci", "rel_fieller_ci", "cuped_unadjusted_rel_delta_ci",
+    "heavy_uncapped", "capped_0.999", "capped_0.99", "capped_ratio_0.999",
+    "bayes_two_sided", "bayes_one_sided", "bayes_ratio_two_sided", "bayes_proportion_two_sided",
 )  # fmt: skip
+CAP_VARIANTS = ("heavy_uncapped", "capped_0.999", "capped_0.99", "capped_ratio_0.999")
+BAYES_VARIANTS = ("bayes_two_sided", "bayes_one_sided", "bayes_ratio_two_sided", "bayes_proportion_two_sided")
 
 
 def simulate(
-    rng: np.random.Generator, experiments: int, users: int, lift: float = 0.0
+    rng: np.random.Generator, experiments: int, users: int, lift: float = 0.0,
+    tail_rng: np.random.Generator | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per-user arrays ``(experiments, 2, users)``: impressions, long clicks and their pre-period values."""
+    """Per-user arrays ``(experiments, 2, users)``: impressions, long clicks and their pre-period values.
+
+    With ``tail_rng`` also ``heavy_imps``/``heavy_clicks``: 0.5% of users (bots, power users) get their
+    counts multiplied by ``1 + 20·Pareto(1.5)`` (infinite-variance tail), drawn from ``tail_rng`` so the
+    other arrays do not change.
+    """
     shape = (experiments, 2, users)
     activity = rng.gamma(1.2, 8.0, size=shape)
     mult = np.ones((1, 2, 1))
@@ -59,7 +73,30 @@ def simulate(
     rate = rng.beta(2.0, 6.0, size=shape)
     clicks = rng.binomial(imps.astype(np.int64), np.clip(rate * mult, 0, 1)).astype(float)
     pre_clicks = rng.binomial(pre_imps.astype(np.int64), rate).astype(float)
-    return {"imps": imps, "clicks": clicks, "pre_imps": pre_imps, "pre_clicks": pre_clicks}
+    out = {"imps": imps, "clicks": clicks, "pre_imps": pre_imps, "pre_clicks": pre_clicks}
+    if tail_rng is not None:
+        heavy = np.where(tail_rng.random(shape) < 0.005, 1.0 + 20.0 * tail_rng.pareto(1.5, size=shape), 1.0)
+        out["heavy_imps"], out["heavy_clicks"] = np.round(imps * heavy), np.round(clicks * heavy)
+    return out
+
+
+def _capped(x: np.ndarray, q: float | None) -> np.ndarray:
+    """``x (experiments, 2, users)`` capped per experiment at the ``q`` quantile pooled over both arms."""
+    if q is None:
+        return x
+    caps = np.array([cap_value(e.ravel(), q) for e in x])
+    return np.minimum(x, caps[:, None, None])
+
+
+def _mean_stats(x: np.ndarray) -> np.ndarray:
+    """``(experiments, 2)`` of :class:`MeanStats` from ``x (experiments, 2, users)``."""
+    n = x.shape[2]
+    m, v = x.mean(axis=2), x.var(axis=2, ddof=1)
+    return np.array([[MeanStats(n, m[e, a], v[e, a]) for a in (0, 1)] for e in range(x.shape[0])], dtype=object)
+
+
+def _ratio_stats(num: np.ndarray, den: np.ndarray) -> list[tuple]:
+    return [tuple(RatioStats.from_arrays(num[e, a], den[e, a]) for a in (0, 1)) for e in range(num.shape[0])]
 
 
 def arm_stats(sim: dict[str, np.ndarray]) -> list[dict[str, tuple]]:
@@ -70,6 +107,12 @@ def arm_stats(sim: dict[str, np.ndarray]) -> list[dict[str, tuple]]:
     d = x - mean[:, :, None, :]
     cov = np.einsum("eani,eanj->eaij", d, d) / (n - 1)
     any_click = (sim["clicks"] > 0).sum(axis=2)
+    heavy = {}
+    if "heavy_imps" in sim:
+        for key, q in (("heavy_uncapped", None), ("capped_0.999", 0.999), ("capped_0.99", 0.99)):
+            heavy[key] = _mean_stats(_capped(sim["heavy_imps"], q))
+        heavy["capped_ratio_0.999"] = _ratio_stats(_capped(sim["heavy_clicks"], 0.999),
+                                                   _capped(sim["heavy_imps"], 0.999))
     out = []
     for e in range(x.shape[0]):
         m, c = mean[e], cov[e]
@@ -85,9 +128,18 @@ def arm_stats(sim: dict[str, np.ndarray]) -> list[dict[str, tuple]]:
                     for a in (0, 1)
                 ),
                 "cuped_ratio": tuple(CovariateRatioStats.from_moments(n, m[a], c[a]) for a in (0, 1)),
+                **{k: tuple(v[e]) for k, v in heavy.items()},
             }
         )
     return out
+
+
+def _bayes_two_sided(r) -> bool:
+    return bayes_rejects(r.chance_to_win, 0.975)
+
+
+def _bayes_one_sided(r) -> bool:
+    return bayes_rejects(r.chance_to_win, 0.95, two_sided=False)
 
 
 def _rel_excludes_zero(r) -> bool:
@@ -116,6 +168,15 @@ TESTS = {
     "cuped_unadjusted_rel_delta_ci": (
         "cuped_mean", partial(cuped_ttest, relative="delta", baseline="unadjusted"), _rel_excludes_zero
     ),
+    "heavy_uncapped": ("heavy_uncapped", welch_ttest, None),
+    "capped_0.999": ("capped_0.999", welch_ttest, None),
+    "capped_0.99": ("capped_0.99", welch_ttest, None),
+    "capped_ratio_0.999": ("capped_ratio_0.999", ratio_ttest, None),
+    # Bayesian engine, flat prior, relative effect: "call it" when P(beat control) > 0.975 or < 0.025
+    "bayes_two_sided": ("welch", bayesian_test, _bayes_two_sided),
+    "bayes_one_sided": ("welch", bayesian_test, _bayes_one_sided),
+    "bayes_ratio_two_sided": ("delta_ratio", bayesian_test, _bayes_two_sided),
+    "bayes_proportion_two_sided": ("proportion", bayesian_test, _bayes_two_sided),
 }
 
 
@@ -126,10 +187,10 @@ def _run(variant: str, st: dict[str, tuple]):
 
 def calibration(experiments: int, users: int, lift: float, seed: int, chunk: int = 500) -> dict[str, float]:
     """Rejection rate at alpha=0.05 per variant (lift=0: false-positive rate)."""
-    rng = np.random.default_rng(seed)
+    rng, tail_rng = np.random.default_rng(seed), np.random.default_rng(seed + 101)
     hits = dict.fromkeys(VARIANTS, 0)
     for start in tqdm(range(0, experiments, chunk), desc=f"simulate lift={lift}", unit="chunk"):
-        for st in arm_stats(simulate(rng, min(chunk, experiments - start), users, lift)):
+        for st in arm_stats(simulate(rng, min(chunk, experiments - start), users, lift, tail_rng)):
             for v in VARIANTS:
                 r = _run(v, st)
                 reject = TESTS[v][2]
@@ -174,7 +235,7 @@ def sequential_peeking(reps: int, looks: int, step: int, seed: int) -> dict[str,
 
 def throughput(repeat: int = 3000) -> dict[str, float]:
     """Calls per second of each test on prepared sufficient statistics."""
-    st = arm_stats(simulate(np.random.default_rng(0), 1, 500))[0]
+    st = arm_stats(simulate(np.random.default_rng(0), 1, 500, tail_rng=np.random.default_rng(1)))[0]
     extra = {
         "sequential": (lambda: sequential_test(*st["welch"], n_tune=1000)),
         "srm": (lambda: srm_check({"a": 5030, "b": 4970}, {"a": 1, "b": 1})),
@@ -269,7 +330,13 @@ def main(argv: list[str] | None = None) -> None:
             f"| {v} | {report['calls_per_second'][v]:,.0f} | {report['aa_false_positive_rate'][v]:.3f} "
             f"| {report['power'][v]:.3f} |"
         )
-    lines += ["", "SRM on healthy 50/50 splits, share flagged at 0.05 (should be ≈ 0.05):", "",
+    lines += ["", "Capping rows: impressions per user with 0.5% heavy users (counts × (1 + 20·Pareto(1.5))), capped "
+              "at the pooled 0.999 / 0.99 quantile of both arms, Welch (ratio: numerator and denominator capped, "
+              "delta-method Welch); heavy_uncapped is the same data without a cap. Target A/A rate for capping: "
+              "[0.03, 0.07]. Bayes rows: GrowthBook's Gaussian effect model, flat prior, relative effect, on the "
+              "welch / delta_ratio / proportion statistics; a rejection is P(beat control) > 0.975 or < 0.025 "
+              "(two-sided) or > 0.95 (one-sided, nominal A/A rate 0.05).",
+              "", "SRM on healthy 50/50 splits, share flagged at 0.05 (should be ≈ 0.05):", "",
               "| SRM method | rate |", "|---|---:|"]
     lines += [f"| {k} | {v:.3f} |" for k, v in report["srm_false_alarm_rate"].items()]
     lines += ["", f"Sequential A/A, share ever significant (ρ fixed at n_tune={DEFAULT_N_TUNE:g} vs re-tuned "

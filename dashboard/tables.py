@@ -42,7 +42,8 @@ def direction(row: pd.Series) -> str:
 
 
 def metric_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Display table: control, treatment, Δ abs [CI], Δ rel [CI], p, p adj, verdict (one row per input row).
+    """Display table: control, treatment, Δ abs [CI], Δ rel [CI], [Δ rel adj. CI], p, p adj, verdict
+    (one row per input row), plus the Bayesian columns (:func:`bayes_columns`) when present.
 
     ``rows``: tidy results rows (``results.parquet``). The ``verdict`` column is ``better``/``worse``/``""``
     and drives the colouring (:func:`style_metric_table`).
@@ -61,11 +62,31 @@ def metric_table(rows: pd.DataFrame) -> pd.DataFrame:
         "p adj": [fmt_num(x) for x in rows["p_value_adjusted"]],
         "verdict": [direction(r) for _, r in rows.iterrows()],
     })
+    if "rel_ci_adj_low" in rows.columns:
+        out.insert(out.columns.get_loc("p"), "Δ rel [adj. CI]", [
+            f"[{_pct(lo)}, {_pct(hi)}]" if isinstance(how, str) else "–" for lo, hi, how in
+            zip(rows["rel_ci_adj_low"], rows["rel_ci_adj_high"], rows["ci_adjustment"], strict=True)])
+    out = out.assign(**bayes_columns(rows))
     if "segment" in rows.columns and (rows["segment"] != "all").any():
         out.insert(1, "segment", rows["segment"].to_numpy())
     if out["arm"].nunique() <= 1:
         out = out.drop(columns="arm")
     return out
+
+
+def bayes_columns(rows: pd.DataFrame) -> dict[str, list[str]]:
+    """``{"P(beat control)": ..., "Bayes Δ [95% CrI]": ...}`` when the results carry the Bayesian
+    engine's columns (``abtest analyze --engine bayesian|both``), else ``{}``."""
+    if "chance_to_win" not in rows.columns:
+        return {}
+    rel = rows["bayes_effect"].eq("relative").to_numpy() if "bayes_effect" in rows.columns else [True] * len(rows)
+    fmt = [(_pct if r else (lambda x: fmt_num(x, 3))) for r in rel]
+    return {
+        "P(beat control)": ["–" if not np.isfinite(x) else f"{100 * x:.1f}%" for x in
+                            rows["chance_to_win"].astype(float)],
+        "Bayes Δ [95% CrI]": [f"{f(d)} [{f(lo)}, {f(hi)}]" for f, d, lo, hi in
+                              zip(fmt, rows["bayes_expected"], rows["bayes_ci_low"], rows["bayes_ci_high"], strict=True)],
+    }
 
 
 def style_metric_table(table: pd.DataFrame):  # -> pandas Styler

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from abtest.stats.bayesian import BayesianResult, GaussianPrior, bayes_rejects, bayesian_test
+from abtest.stats.capping import ColumnCap, cap_column, cap_ratio, cap_value
 from abtest.stats.cuped import CupedAdjustment, cuped_adjust_means, cuped_adjust_ratios, cuped_ttest
 from abtest.stats.delta import linearize, linearized_variance, ratio_ttest
 from abtest.stats.errors import StatsInputError
 from abtest.stats.guardrail import GuardrailResult, non_inferiority
-from abtest.stats.multiple import DECISION_CORRECTION, SEGMENT_CORRECTION, adjust_pvalues, correct_results
+from abtest.stats.multiple import (
+    DECISION_CORRECTION,
+    SEGMENT_CORRECTION,
+    adjust_pvalues,
+    adjusted_alphas,
+    adjusted_intervals,
+    correct_results,
+)
 from abtest.stats.power import mde, metric_mde, metric_power, metric_sample_size, power, sample_size
 from abtest.stats.proportion import proportion_test
 from abtest.stats.relative import RelativeInterval, relative_interval
@@ -27,9 +36,12 @@ __all__ = [
     "DECISION_CORRECTION",
     "SEGMENT_CORRECTION",
     "SRM_THRESHOLD",
+    "BayesianResult",
+    "ColumnCap",
     "CovariateMeanStats",
     "CovariateRatioStats",
     "CupedAdjustment",
+    "GaussianPrior",
     "GuardrailResult",
     "MeanStats",
     "ProportionStats",
@@ -39,6 +51,13 @@ __all__ = [
     "StatsInputError",
     "TestResult",
     "adjust_pvalues",
+    "adjusted_alphas",
+    "adjusted_intervals",
+    "bayes_rejects",
+    "bayesian_test",
+    "cap_column",
+    "cap_ratio",
+    "cap_value",
     "compare_estimates",
     "correct_results",
     "cuped_adjust_means",

@@ -25,7 +25,10 @@ class TestResult:
     absolute difference (the relative interval is a presentation of the same data, not a second
     test). ``df`` is ``inf`` for normal (z) tests. ``se``/``statistic`` are those of the absolute test;
 ``rel_se`` is the delta-method standard error of ``rel_delta``. ``p_value_adjusted``/``correction`` are filled in by
-    :func:`abtest.stats.multiple.correct_results`. ``note`` explains any ``nan``.
+    :func:`abtest.stats.multiple.correct_results`, which also sets ``alpha_adjusted`` (the level of the
+    multiplicity-adjusted interval, consistent with the adjusted p-value) and ``ci_adjustment``;
+    ``abs_ci_adjusted``/``rel_ci_adjusted`` are the test's intervals at that level
+    (:func:`abtest.stats.multiple.adjusted_intervals`). ``note`` explains any ``nan``.
     """
 
     __test__ = False  # not a pytest class
@@ -52,6 +55,10 @@ class TestResult:
     p_value_adjusted: float | None = None
     correction: str | None = None
     note: str = ""
+    alpha_adjusted: float | None = None
+    abs_ci_adjusted: tuple[float, float] | None = None
+    rel_ci_adjusted: tuple[float, float] | None = None
+    ci_adjustment: str | None = None
 
     @property
     def significant(self) -> bool:
@@ -68,5 +75,7 @@ class TestResult:
         d = asdict(self)
         d["abs_ci"] = list(self.abs_ci)
         d["rel_ci"] = list(self.rel_ci)
+        for k in ("abs_ci_adjusted", "rel_ci_adjusted"):
+            d[k] = None if d[k] is None else list(d[k])
         d["significant"] = self.significant
         return d

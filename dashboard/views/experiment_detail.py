@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.loaders import DashboardDataError, Experiment, load_users
-from dashboard.tables import metric_table, style_metric_table
+from dashboard.tables import bayes_columns, metric_table, style_metric_table
 from dashboard.views.common import fmt_pct, picked_experiment, show_chart
 
 SRM_BLOCKED = "Sample ratio mismatch — verdict blocked"
@@ -49,7 +49,28 @@ def metrics_tab(rows: pd.DataFrame) -> None:
     st.dataframe(style_metric_table(metric_table(main)), hide_index=True, width="stretch")
     st.caption("Green: significantly better; red: significantly worse (decision metrics Holm-adjusted, "
                "secondary metrics unadjusted). Relative deltas are on the log scale, CIs 95%.")
+    if "rel_ci_adj_low" in rows.columns:
+        st.caption("Adj. CI: the interval at the Holm step level (decision metrics): it excludes 0 exactly when "
+                   "p adj < α. Bonferroni (simultaneous) intervals are in results.json (`*_ci_bonf_*`).")
+    if "chance_to_win" in rows.columns:
+        bayes_summary(main)
     show_chart(charts.forest_plot(main.assign(verdict=metric_table(main)["verdict"].to_numpy())))
+
+
+def bayes_summary(rows: pd.DataFrame) -> None:
+    """Chance to beat control and the credible interval of each metric (``--engine bayesian|both``)."""
+    prior = "flat (improper) prior"
+    if "bayes_method" in rows.columns and rows["bayes_method"].astype(str).str.contains("proper-prior").any():
+        prior = "normal prior on the relative effect"
+    st.markdown("**Bayesian engine** — chance to beat control and 95% credible interval")
+    shown = rows[rows["chance_to_win"].notna()]
+    cols = st.columns(max(min(len(shown), 4), 1))
+    for i, (_, r) in enumerate(shown.iterrows()):
+        ci = bayes_columns(r.to_frame().T)["Bayes Δ [95% CrI]"][0]
+        cols[i % len(cols)].metric(f"P({r.metric} beats control)", f"{100 * float(r.chance_to_win):.1f}%",
+                                   help=f"credible interval {ci}", delta=ci, delta_color="off")
+    st.caption(f"Gaussian model of the effect, {prior} (GrowthBook's default engine); risk = expected loss: "
+               "see results.json `risk_control` / `risk_treatment`.")
 
 
 def time_tab(exp: Experiment) -> None:

@@ -209,3 +209,25 @@ def test_missing_and_malformed_inputs_are_messages(dash_env: DashEnv, tmp_path: 
     assert not at.exception and any("key 'systems' missing" in w for w in texts(at, "warning"))
     at = page("explorer", monkeypatch, env)
     assert not at.exception and any("nopins.parquet not found" in e for e in texts(at, "error"))
+
+
+def test_detail_shows_bayesian_engine_and_adjusted_cis(dash_env: DashEnv, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    results = tmp_path / "results"
+    run_cli("abtest", "analyze", str(dash_env.logs[HEALTHY]), "--control", "control", "--out", str(results),
+            "--engine", "both", "--cap-quantile", "0.999")
+    at = page("experiment_detail", monkeypatch, dash_env.env(SEARCHSAGE_DASH_RESULTS=str(results)))
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert {"P(beat control)", "Bayes Δ [95% CrI]", "Δ rel [adj. CI]"} <= set(table.columns)
+    rows = json.loads((results / HEALTHY / "results.json").read_text())
+    lcr = next(r for r in rows if r["metric"] == "long_click_rate" and r["segment"] == "all")
+    shown = table.set_index("metric").loc["long_click_rate", "P(beat control)"]
+    assert shown == f"{100 * lcr['chance_to_win']:.1f}%"
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles["P(long_click_rate beats control)"] == shown
+    assert any("Bayesian engine" in m.value for m in at.markdown)
+    # the default analysis has no Bayesian columns and the page does not show them
+    plain = page("experiment_detail", monkeypatch, dash_env.env())
+    assert "P(beat control)" not in plain.dataframe[0].value.columns
+    assert "Δ rel [adj. CI]" in plain.dataframe[0].value.columns
