@@ -4,9 +4,14 @@ Starts its own redis-server (``LocalRedis``), builds a throw-away Feast reposito
 ``FeatureView`` over a parquet of precomputed embeddings (so the numbers measure the write/read
 path, not the encoder), and measures in one run:
 
-* materialisation rows/s: ``FeatureStore.materialize`` with the stock local engine + ``type: redis``,
-  the same with ``EmbeddingComputeEngine``, ``EmbeddingStore.write`` from numpy, and raw pipelined
-  ``HSET`` of the identical pre-encoded bytes;
+* materialisation rows/s, each path under both write semantics of Feast's Redis store so that
+  like is compared with like: ``skip_dedup: true`` (last write wins: one ``HSET`` per row) and
+  ``skip_dedup: false`` (Feast's default: a row is written only if its event time is newer than the
+  stored one; stock reads every stored timestamp then writes, ours runs one atomic compare-and-set
+  script per row): ``FeatureStore.materialize`` with the stock local engine + ``type: redis``, the
+  same with ``EmbeddingComputeEngine``, ``EmbeddingStore.write`` from numpy, and raw pipelined
+  ``HSET`` of the identical pre-encoded bytes (last write wins). Every run writes into an empty
+  database; the records ours leaves are checked identical to stock's under each setting;
 * fetch latency for 1/100/1000 keys (p50/p99 ms): ``get_online_features(...).to_dict()``,
   ``EmbeddingStore.fetch`` (numpy), and raw pipelined ``HMGET`` (bytes only, no decoding).
 
@@ -24,7 +29,7 @@ import platform
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -34,6 +39,8 @@ import pandas as pd
 from encoders.featurestore.redis_server import LocalRedis
 
 ENGINE = "encoders.featurestore.engine.EmbeddingComputeEngine"
+#: What each ``skip_dedup`` value means for a write.
+SEMANTICS = {True: "last write wins (skip_dedup: true)", False: "newer event time wins (skip_dedup: false)"}
 
 
 @dataclass
@@ -50,14 +57,18 @@ class BenchResult:
     config: BenchConfig
     machine: str
     materialize_rows_per_s: dict[str, float] = field(default_factory=dict)
+    #: write semantics of each ``materialize_rows_per_s`` row
+    semantics: dict[str, str] = field(default_factory=dict)
     fetch_ms: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     checks: dict[str, bool] = field(default_factory=dict)
+    #: ours left the same records as stock, per ``skip_dedup`` setting
+    record_checks: dict[str, bool] = field(default_factory=dict)
 
 
-def _yaml(repo: Path, conn: str, engine: str | None) -> None:
+def _yaml(repo: Path, conn: str, engine: str | None, skip_dedup: bool) -> None:
     text = (
         "project: bench\nprovider: local\nregistry: registry.db\nentity_key_serialization_version: 3\n"
-        f"online_store:\n  type: redis\n  connection_string: \"{conn}\"\n"
+        f"online_store:\n  type: redis\n  connection_string: \"{conn}\"\n  skip_dedup: {str(skip_dedup).lower()}\n"
         "offline_store:\n  type: file\nmaterialization:\n  online_write_batch_size: 4096\n"
     )
     if engine:
@@ -104,27 +115,46 @@ def run(cfg: BenchConfig, work: Path) -> BenchResult:
         import redis
 
         raw = redis.Redis(host=server.host, port=server.port)
-        stores: dict[str, FeatureStore] = {}
+        stores: dict[tuple[str, bool], FeatureStore] = {}
         for name, engine in (("stock", None), ("ours", ENGINE)):
-            repo = work / name
-            repo.mkdir()
-            _yaml(repo, server.connection_string, engine)
-            stores[name] = FeatureStore(repo_path=str(repo))
-            stores[name].apply(_objects(parquet, cfg.dim))
-        for name in tqdm(("stock", "ours"), desc="materialise"):
+            for skip in (True, False):
+                repo = work / f"{name}-{'skip' if skip else 'dedup'}"
+                repo.mkdir()
+                _yaml(repo, server.connection_string, engine, skip)
+                stores[(name, skip)] = FeatureStore(repo_path=str(repo))
+                stores[(name, skip)].apply(_objects(parquet, cfg.dim))
+        for fs_ in stores.values():  # warm-up (imports, registry) on an empty window: not timed
+            fs_.materialize(start_date=t0 - timedelta(days=2), end_date=t0 - timedelta(days=1))
+        sample = [ids[i] for i in range(0, cfg.rows, max(1, cfg.rows // 200))]
+        snapshots: dict[tuple[str, bool], list[dict[bytes, bytes]]] = {}
+        for name, skip in tqdm(list(stores), desc="materialise"):
             raw.flushall()
             t = time.perf_counter()
-            stores[name].materialize(start_date=t0 - timedelta(minutes=1), end_date=end)
-            res.materialize_rows_per_s[f"feast materialize ({name})"] = round(cfg.rows / (time.perf_counter() - t))
+            stores[(name, skip)].materialize(start_date=t0 - timedelta(minutes=1), end_date=end)
+            row = f"feast materialize ({name}), {'skip_dedup=true' if skip else 'skip_dedup=false'}"
+            res.materialize_rows_per_s[row] = round(cfg.rows / (time.perf_counter() - t))
+            res.semantics[row] = SEMANTICS[skip]
             assert raw.dbsize() == cfg.rows, raw.dbsize()
-        fs = stores["stock"]
+            sample_keys = EmbeddingStore.from_config(stores[(name, skip)].config,
+                                                     stores[(name, skip)].get_feature_view("bench_embedding"),
+                                                     client=raw).redis_keys(sample)
+            snapshots[(name, skip)] = [raw.hgetall(k) for k in sample_keys]
+        for skip in (True, False):
+            res.record_checks[f"ours == stock records, {SEMANTICS[skip]}"] = \
+                snapshots[("ours", skip)] == snapshots[("stock", skip)]
+        fs = stores[("stock", False)]
         view = fs.get_feature_view("bench_embedding")
         emb = EmbeddingStore.from_config(fs.config, view)
         # Our write from numpy (same records), then the raw floor: pipelined HSET of identical bytes.
-        raw.flushall()
-        t = time.perf_counter()
-        emb.write(ids, matrix, "bench-v1", t0)
-        res.materialize_rows_per_s["EmbeddingStore.write (numpy)"] = round(cfg.rows / (time.perf_counter() - t))
+        for skip in (True, False):
+            raw.flushall()
+            writer = replace(emb, skip_dedup=skip)
+            t = time.perf_counter()
+            written = writer.write(ids, matrix, "bench-v1", t0)
+            row = f"EmbeddingStore.write (numpy), {'skip_dedup=true' if skip else 'skip_dedup=false'}"
+            res.materialize_rows_per_s[row] = round(cfg.rows / (time.perf_counter() - t))
+            res.semantics[row] = SEMANTICS[skip]
+            assert written == cfg.rows, written
         keys = emb.redis_keys(ids)
         values = codec.encode_float_list(matrix)
         mv = codec.encode_string_value("bench-v1")
@@ -139,6 +169,7 @@ def run(cfg: BenchConfig, work: Path) -> BenchResult:
                     p.execute_command("HSET", k, tf, ts, ef, v, mf, mv)
                 p.execute()
         res.materialize_rows_per_s["raw pipelined HSET (same bytes)"] = round(cfg.rows / (time.perf_counter() - t))
+        res.semantics["raw pipelined HSET (same bytes)"] = SEMANTICS[True]
         # Reads.
         for n in tqdm([n for n in cfg.fetch_sizes if n <= cfg.rows], desc="fetch"):
             sample = [ids[i] for i in rng.choice(cfg.rows, size=n, replace=False)]
@@ -169,15 +200,17 @@ def run(cfg: BenchConfig, work: Path) -> BenchResult:
 def to_markdown(res: BenchResult) -> str:
     c = res.config
     lines = [f"# Feature store benchmark ({c.rows:,} rows, D={c.dim}, {res.machine})", "",
-             "| materialisation path | rows/s |", "|---|---:|"]
-    lines += [f"| {k} | {v:,.0f} |" for k, v in res.materialize_rows_per_s.items()]
+             "Each write path runs into an empty database under the write semantics in its row.", "",
+             "| materialisation path | write semantics | rows/s |", "|---|---|---:|"]
+    lines += [f"| {k} | {res.semantics.get(k, '')} | {v:,.0f} |" for k, v in res.materialize_rows_per_s.items()]
     sizes = [n for n in c.fetch_sizes if str(n) in res.fetch_ms]
     lines += ["", f"| fetch (p50 / p99 ms, {c.repeats} repeats) | " + " | ".join(f"N={n}" for n in sizes) + " |",
               "|---|" + "---:|" * len(sizes)]
     for path in next(iter(res.fetch_ms.values())):
         cells = [f"{res.fetch_ms[str(n)][path]['p50']} / {res.fetch_ms[str(n)][path]['p99']}" for n in sizes]
         lines.append(f"| {path} | " + " | ".join(cells) + " |")
-    lines += ["", "Checks: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in res.checks.items()), "",
+    checks = {**res.record_checks, **res.checks}
+    lines += ["", "Checks: " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items()), "",
               "Reproduce: `.venv/bin/python bench/feature_store.py`"]
     return "\n".join(lines) + "\n"
 
@@ -201,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     md = to_markdown(res)
     (args.out / "feature_store.md").write_text(md)
     print(md)
-    return 0 if all(res.checks.values()) else 1
+    return 0 if all(res.checks.values()) and all(res.record_checks.values()) else 1
 
 
 if __name__ == "__main__":

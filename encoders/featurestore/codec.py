@@ -113,16 +113,17 @@ def encode_string_value(text: str) -> bytes:
     return _STRING_VAL_TAG + varint(len(raw)) + raw
 
 
-def decode_float_lists(values: Sequence[bytes | None], dim: int) -> tuple[np.ndarray, np.ndarray]:
+def decode_float_lists(values: Sequence[bytes | None], dim: int, on_bad: str = "raise") -> tuple[np.ndarray, np.ndarray]:
     """Parse serialized ``float_list_val`` Values into ``(N, dim) float32`` plus a found mask.
 
     ``None``/empty entries (missing keys or fields) give a row of zeros and ``found=False``.
-    A present value of another width or type raises :class:`RecordDecodeError`.
+    A present value of another width or type raises :class:`RecordDecodeError`, or with
+    ``on_bad="miss"`` is a zero row with ``found=False`` too (one bad row never fails the others).
     """
-    inner_len = 4 * dim
-    inner_header = _FLOAT_LIST_INNER_TAG + varint(inner_len)
-    header = _FLOAT_LIST_TAG + varint(len(inner_header) + inner_len) + inner_header
-    width = len(header) + inner_len
+    if on_bad not in ("raise", "miss"):
+        raise ValueError(f"on_bad must be 'raise' or 'miss', got {on_bad!r}")
+    header = _float_list_header(dim)
+    width = len(header) + 4 * dim
     n = len(values)
     found = np.fromiter((v is not None and len(v) > 0 for v in values), dtype=bool, count=n)
     out = np.zeros((n, dim), dtype=np.float32)
@@ -130,13 +131,26 @@ def decode_float_lists(values: Sequence[bytes | None], dim: int) -> tuple[np.nda
         return out, found
     present = [v for v in values if v]
     joined = b"".join(present)
-    if len(joined) != width * len(present):
-        _raise_bad_record(present, header, width, dim)
-    raw = np.frombuffer(joined, dtype=np.uint8).reshape(len(present), width)
-    if not (raw[:, : len(header)] == np.frombuffer(header, dtype=np.uint8)).all():
-        _raise_bad_record(present, header, width, dim)
+    raw = np.frombuffer(joined, dtype=np.uint8)
+    ok = len(joined) == width * len(present)
+    if ok:
+        raw = raw.reshape(len(present), width)
+        ok = bool((raw[:, : len(header)] == np.frombuffer(header, dtype=np.uint8)).all())
+    if not ok:
+        if on_bad == "raise":
+            _raise_bad_record(present, header, width, dim)
+        found = np.fromiter((bool(v) and len(v) == width and v.startswith(header) for v in values), dtype=bool, count=n)
+        present = [v for v, f in zip(values, found, strict=True) if f]
+        if not present:
+            return out, found
+        raw = np.frombuffer(b"".join(present), dtype=np.uint8).reshape(len(present), width)
     out[found] = raw[:, len(header) :].copy().view("<f4").reshape(len(present), dim)
     return out, found
+
+
+def _float_list_header(dim: int) -> bytes:
+    inner_header = _FLOAT_LIST_INNER_TAG + varint(4 * dim)
+    return _FLOAT_LIST_TAG + varint(len(inner_header) + 4 * dim) + inner_header
 
 
 def _raise_bad_record(present: Sequence[bytes], header: bytes, width: int, dim: int) -> None:

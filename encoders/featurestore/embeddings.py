@@ -4,15 +4,18 @@
 >>> matrix, found = store.fetch(["pin-1", "pin-2"])      # (2, D) float32, (2,) bool
 >>> store.write(["pin-3"], vectors, model_version="abc")  # stock get_online_features reads it
 
-``fetch`` sends one pipelined ``HMGET key <embedding field>`` per key and parses the
-``float_list_val`` bytes with numpy; ``write`` builds the same bytes with numpy and sends one
-pipelined ``HSET`` per key. Missing keys come back as zero rows with ``found=False``.
+``fetch`` reads the ``float_list_val`` bytes of every key in one server-side Lua loop (one Redis
+node) or a pipeline of ``HMGET`` (Redis Cluster: keys live in different slots) and parses them
+with numpy; missing keys, and rows that do not decode as D floats, come back as zero rows with
+``found=False``. ``write`` builds the same bytes with numpy and, like Feast's own writer, either
+overwrites (``skip_dedup: true``: one pipelined ``HSET`` per key) or keeps whichever row has the
+newer event time (``skip_dedup: false``, Feast's default: an atomic compare-and-set per key).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,9 +24,12 @@ import numpy as np
 
 from encoders.featurestore import codec
 from encoders.featurestore.connection import (
+    DEFAULT_SENTINEL_MASTER,
     connect,
     explain_failure,
+    is_cluster,
     parse_connection_string,
+    register_script,
     resolve_connection_string,
 )
 
@@ -41,6 +47,11 @@ class EmbeddingStore:
 
     ``project`` and ``feature_view`` name the Feast records; ``join_key`` is the entity's only
     join key; ``value_type`` is :data:`codec.VALUE_TYPE_STRING` or ``VALUE_TYPE_INT64``.
+    ``skip_dedup`` is the online store's setting: ``True`` = a write overwrites (last write wins),
+    ``False`` = a row is written only if its event time is newer than the stored one (Feast's rule,
+    here atomic per key). :meth:`from_config` takes it from ``feature_store.yaml`` (Feast's default:
+    ``False``); built directly, the store overwrites. ``connection`` (may hold a password) is kept
+    out of ``repr``.
     """
 
     client: Any
@@ -50,7 +61,8 @@ class EmbeddingStore:
     dim: int
     value_type: int = codec.VALUE_TYPE_STRING
     key_ttl_seconds: int | None = None
-    connection: str = ""
+    connection: str = field(default="", repr=False)
+    skip_dedup: bool = True
 
     def __post_init__(self) -> None:
         self._keys = codec.EntityKeyEncoder(self.join_key, self.project, self.value_type)
@@ -58,6 +70,7 @@ class EmbeddingStore:
         self._mv_field = codec.feature_field(self.feature_view, "model_version")
         self._ts_field = codec.timestamp_field(self.feature_view)
         self._script: Any = None
+        self._newer_script: Any = None
 
     # --- construction --------------------------------------------------------------------------
     @classmethod
@@ -83,7 +96,6 @@ class EmbeddingStore:
 
         online = config.online_store
         conn = resolve_connection_string(getattr(online, "connection_string", None))
-        cluster = str(getattr(online, "redis_type", "redis")).endswith("redis_cluster")
         if len(view.entity_columns) != 1:
             raise ValueError(f"feature view {view.name!r} must have exactly one join key, has {view.entity_columns}")
         col = view.entity_columns[0]
@@ -98,10 +110,13 @@ class EmbeddingStore:
             raise ValueError(f"feature view {view.name!r} declares no embedding vector_length; pass dim=")
         if dim is not None and declared is not None and dim != declared:
             raise ValueError(f"dim={dim} but feature view {view.name!r} declares vector_length={declared}")
+        if client is None:
+            client = connect(conn, getattr(online, "redis_type", None),
+                             sentinel_master=getattr(online, "sentinel_master", None) or DEFAULT_SENTINEL_MASTER)
         return cls(
-            client=client if client is not None else connect(conn, cluster=cluster),
-            project=config.project, feature_view=view.name, join_key=col.name, dim=width,
+            client=client, project=config.project, feature_view=view.name, join_key=col.name, dim=width,
             value_type=value_type, key_ttl_seconds=getattr(online, "key_ttl_seconds", None), connection=conn,
+            skip_dedup=bool(getattr(online, "skip_dedup", False)),
         )
 
     # --- keys ----------------------------------------------------------------------------------
@@ -114,7 +129,11 @@ class EmbeddingStore:
 
         try:
             return fn()
-        except (redis.ConnectionError, redis.AuthenticationError) as exc:
+        except (redis.ConnectionError, redis.AuthenticationError, redis.exceptions.ClusterDownError) as exc:
+            raise explain_failure(parse_connection_string(self.connection or "localhost:6379"), exc) from exc
+        except redis.exceptions.RedisClusterException as exc:  # "Redis Cluster cannot be connected"
+            if "connect" not in str(exc).lower():
+                raise
             raise explain_failure(parse_connection_string(self.connection or "localhost:6379"), exc) from exc
 
     # --- read ----------------------------------------------------------------------------------
@@ -122,15 +141,17 @@ class EmbeddingStore:
         """Embeddings of ``keys``: ``(N, dim) float32`` and ``found`` ``(N,) bool``.
 
         Rows of keys that are absent (never written, expired, or written for another view) are
-        zeros with ``found=False``. Values are bit-identical to ``get_online_features``.
+        zeros with ``found=False``, and so are rows whose value does not decode as ``dim`` floats
+        (another D, another type, corrupt bytes): one bad row never fails the lookup.
+        Values are bit-identical to ``get_online_features``.
         """
         raw = self.fetch_raw(keys, [self._emb_field])
-        return codec.decode_float_lists([r[0] for r in raw], self.dim)
+        return codec.decode_float_lists([r[0] for r in raw], self.dim, on_bad="miss")
 
     def fetch_with_versions(self, keys: Sequence[str | int]) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
         """Like :meth:`fetch`, plus each row's ``model_version`` (None when missing)."""
         raw = self.fetch_raw(keys, [self._emb_field, self._mv_field])
-        matrix, found = codec.decode_float_lists([r[0] for r in raw], self.dim)
+        matrix, found = codec.decode_float_lists([r[0] for r in raw], self.dim, on_bad="miss")
         versions = [_decode_string_value(r[1]) for r in raw]
         return matrix, found, versions
 
@@ -141,7 +162,7 @@ class EmbeddingStore:
         loop of ``HMGET``; one reply to parse instead of N); on a cluster, a pipeline of ``HMGET``.
         """
         rkeys = self.redis_keys(keys)
-        if not _is_cluster(self.client):
+        if not is_cluster(self.client):
             return self._run(lambda: self._fetch_lua(rkeys, fields))
 
         def go() -> list[list[bytes | None]]:
@@ -172,7 +193,8 @@ class EmbeddingStore:
 
         ``matrix``: ``(N, dim)`` float32 (other float dtypes are cast). ``model_version``: one string
         or N strings. ``event_timestamp``: one datetime, N datetimes, or None (= now, UTC).
-        Re-writing a key overwrites it (last write wins). Returns N.
+        Returns how many rows were written: N with ``skip_dedup`` (a re-write overwrites), else
+        the rows whose event time is newer than the stored one (the others are left as they are).
         """
         m = np.asarray(matrix)
         if m.ndim != 2 or m.shape[1] != self.dim or m.shape[0] != len(keys):
@@ -190,25 +212,72 @@ class EmbeddingStore:
             tss = [ts] * n
         else:
             tss = [codec.encode_timestamp(t) for t in event_timestamp]
-        self.write_encoded(self.redis_keys(keys), values, mvs, tss)
-        return n
+        return self.write_encoded(self.redis_keys(keys), values, mvs, tss)
 
     def write_encoded(self, rkeys: Sequence[bytes], values: Sequence[bytes], mvs: Sequence[bytes],
-                      tss: Sequence[bytes]) -> None:
-        """Pipelined ``HSET`` of already-encoded records (used by the materialisation engine)."""
-        ef, mf, tf, ttl = self._emb_field, self._mv_field, self._ts_field, self.key_ttl_seconds
+                      tss: Sequence[bytes]) -> int:
+        """Write already-encoded records (used by the materialisation engine); returns rows written.
 
-        def go() -> None:
+        ``skip_dedup``: pipelined ``HSET`` (+ ``EXPIRE``). Otherwise one compare-and-set script per
+        key, pipelined: the row is written only if the stored ``_ts:<view>`` is absent or older
+        (Feast's rule: an equal event time is skipped too), and no concurrent writer can slip in
+        between the comparison and the write. Each key is one slot, so both work on a cluster.
+        """
+        ef, mf, tf, ttl = self._emb_field, self._mv_field, self._ts_field, self.key_ttl_seconds
+        if not self.skip_dedup and self._newer_script is None:
+            self._newer_script = register_script(self.client, _HSET_IF_NEWER)
+
+        def go() -> int:
+            written = 0
             for start in range(0, len(rkeys), PIPELINE_ROWS):
                 stop = start + PIPELINE_ROWS
+                rows = zip(rkeys[start:stop], values[start:stop], mvs[start:stop], tss[start:stop], strict=True)
                 with self.client.pipeline(transaction=False) as pipe:
-                    for k, v, mv, t in zip(rkeys[start:stop], values[start:stop], mvs[start:stop], tss[start:stop], strict=True):
-                        pipe.execute_command("HSET", k, tf, t, ef, v, mf, mv)
-                        if ttl:
-                            pipe.execute_command("EXPIRE", k, ttl)
-                    pipe.execute()
+                    if self.skip_dedup:
+                        for k, v, mv, t in rows:
+                            pipe.execute_command("HSET", k, tf, t, ef, v, mf, mv)
+                            if ttl:
+                                pipe.execute_command("EXPIRE", k, ttl)
+                        pipe.execute()
+                        written += min(stop, len(rkeys)) - start
+                    else:
+                        for k, v, mv, t in rows:
+                            self._newer_script(keys=[k], args=[tf, t, int(ttl or 0), ef, v, mf, mv], client=pipe)
+                        written += sum(int(r) for r in pipe.execute())
+            return written
 
-        self._run(go)
+        return int(self._run(go))
+
+
+#: KEYS[1] = key; ARGV = ts field, new Timestamp bytes, TTL (0 = none), then field/value pairs.
+#: Writes (HSET ts + pairs, EXPIRE) only if the stored Timestamp is absent or older; returns 1/0.
+#: Timestamps are protobuf ``seconds`` (field 1) / ``nanos`` (field 2) varints, compared as pairs.
+_HSET_IF_NEWER = """
+local function parts(b)
+  local sec, nanos, i, n = 0, 0, 1, #b
+  while i <= n do
+    local tag = string.byte(b, i); i = i + 1
+    local v, mul = 0, 1
+    while i <= n do
+      local c = string.byte(b, i); i = i + 1
+      v = v + (c % 128) * mul; mul = mul * 128
+      if c < 128 then break end
+    end
+    if tag == 8 then sec = v elseif tag == 16 then nanos = v end
+  end
+  if sec >= 9223372036854775808 then sec = sec - 18446744073709551616 end
+  return sec, nanos
+end
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur and #cur > 0 then
+  local cs, cn = parts(cur)
+  local ns, nn = parts(ARGV[2])
+  if ns < cs or (ns == cs and nn <= cn) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], unpack(ARGV, 4))
+if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+return 1
+"""
 
 
 #: KEYS = Redis keys, ARGV = hash fields; returns the HMGET replies flattened (nil for missing).
@@ -220,12 +289,6 @@ for i = 1, #KEYS do
 end
 return out
 """
-
-
-def _is_cluster(client: Any) -> bool:
-    from redis.cluster import RedisCluster
-
-    return isinstance(client, RedisCluster)
 
 
 def _decode_string_value(raw: bytes | None) -> str | None:

@@ -11,6 +11,11 @@ filter -> dedup). Only the last step differs: for a view with ``embedding: Array
 ``model_version`` written to a Redis online store, the output node turns the Arrow columns into
 Feast's Redis records with numpy (:mod:`encoders.featurestore.codec`) instead of one protobuf
 ``Value`` per element. Other views, and non-Redis stores, use the stock output node.
+
+Writes follow the online store's ``skip_dedup`` exactly as Feast's writer does (``true``: last
+write wins; ``false``, Feast's default: only rows newer than the stored event time are written, here
+with an atomic compare-and-set per key), on one Redis server, a Redis Cluster or a Sentinel master
+(the client is the online store's, see :func:`encoders.featurestore.connection.connect`).
 """
 
 from __future__ import annotations

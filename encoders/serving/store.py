@@ -42,21 +42,25 @@ def _repo_settings(repo: Path) -> dict[str, Any]:
     return {"project": data.get("project") or DEFAULT_PROJECT, "online": online}
 
 
-def redis_client(conn: str, timeout_s: float = 0.5) -> Any:
-    """A redis-py client for ``host:port[,password=..][,db=N]`` or ``redis://`` URLs, not yet connected."""
+def redis_client(conn: str, timeout_s: float = 0.5, redis_type: str | None = None,
+                 sentinel_master: str | None = None) -> Any:
+    """A redis-py client for ``host:port[,password=..][,db=N]`` or ``redis://`` URLs, from the
+    project's client factory (:func:`encoders.featurestore.connection.connect`): a plain server, a
+    Redis Cluster or a Sentinel-managed master as ``redis_type`` (or a ``redis_type=`` in ``conn``)
+    says. Not checked now (Redis may be down at start-up); no client-side retries."""
     import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
 
-    from encoders.featurestore.connection import parse_connection_string
+    from encoders.featurestore.connection import DEFAULT_SENTINEL_MASTER, connect
 
     try:
-        target = parse_connection_string(conn)
+        return connect(conn, redis_type, check=False, timeout_s=timeout_s, retries=0,
+                       sentinel_master=sentinel_master or DEFAULT_SENTINEL_MASTER)
     except ValueError as exc:
         raise ServeConfigError(str(exc)) from None  # the parser never quotes the password
-    host, port = target.nodes[0]
-    kwargs = {"socket_connect_timeout": timeout_s, "socket_timeout": timeout_s, **target.params}
-    return redis.Redis(host=host, port=port, retry=Retry(NoBackoff(), 0), **kwargs)
+    except redis.RedisError as exc:  # a cluster client asks its nodes for the slot map at once
+        from encoders.featurestore.connection import explain_failure, parse_connection_string
+
+        raise explain_failure(parse_connection_string(conn), exc) from None
 
 
 def make_query_store(
@@ -70,16 +74,17 @@ def make_query_store(
     from encoders.featurestore.connection import resolve_connection_string
     from encoders.featurestore.embeddings import EmbeddingStore
 
-    project, ttl = DEFAULT_PROJECT, None
+    project, ttl, redis_type, master = DEFAULT_PROJECT, None, None, None
     if repo is not None:
         settings = _repo_settings(repo)
         project = str(settings["project"])
         ttl = settings["online"].get("key_ttl_seconds")
         conn = conn or resolve_connection_string(settings["online"].get("connection_string"))
+        redis_type, master = settings["online"].get("redis_type"), settings["online"].get("sentinel_master")
     if not conn:
         raise ServeConfigError("no Redis connection string: pass --redis host:port or --repo feature_repo")
     store = EmbeddingStore(
-        client=redis_client(conn, timeout_s), project=project, feature_view=QUERY_VIEW,
+        client=redis_client(conn, timeout_s, redis_type, master), project=project, feature_view=QUERY_VIEW,
         join_key=QUERY_JOIN_KEY, dim=int(dim), key_ttl_seconds=ttl, connection=conn,
     )
     return QueryEmbeddingCache(store)
