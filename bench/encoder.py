@@ -5,7 +5,7 @@ p50/p99 latency at batch 1, and the quality figures that make the speed admissib
 to fp32, fp32 max |Δ| to torch, batched-vs-single cosine). Engines are interleaved inside every
 repeat so they share the machine's load; the best repeat counts, ratios are what to compare.
 
-    python bench/encoder.py                      # zero-shot MiniLM tower, Home Depot queries
+    python bench/encoder.py                      # zero-shot MiniLM tower, Home Depot queries (--homedepot CSV)
     python bench/encoder.py --run runs/hd        # a trained run
     python bench/encoder.py --quick --base-model DIR --out-dir /tmp/b   # tiny smoke run (tests)
 
@@ -34,7 +34,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 
-HOMEDEPOT = Path("/work/shared/data/homedepot/train.csv")
+#: Default of ``--homedepot``: relative to the directory you run the bench from (the repository root).
+HOMEDEPOT = Path("../shared/data/homedepot/train.csv")
 ENGINES = ("torch eager", "torch eager, runtime batching", "onnxruntime fp32", "onnxruntime int8")
 
 
@@ -232,7 +233,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", type=Path, help="trained run directory (default: zero-shot tower of the base model)")
     p.add_argument("--base-model", help="local transformers directory (default: packaged all-MiniLM-L6-v2)")
-    p.add_argument("--queries", type=Path, default=HOMEDEPOT, help="Home Depot train.csv (synthetic if missing)")
+    p.add_argument("--homedepot", "--queries", dest="queries", type=Path, default=HOMEDEPOT,
+                   help=f"Home Depot train.csv whose search terms are the queries (default {HOMEDEPOT}; synthetic "
+                   "queries if the file is missing)")
     p.add_argument("--n", type=int, default=2048, help="distinct queries for throughput (default 2048)")
     p.add_argument("--single-n", type=int, default=200, help="queries timed one by one at batch 1 (default 200)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32, 256])

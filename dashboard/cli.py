@@ -50,10 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def streamlit_command(args: argparse.Namespace) -> list[str]:
-    """The ``streamlit run`` argv for ``args``."""
+    """The ``streamlit run`` argv for ``args``. ``showEmailPrompt false``: Streamlit's first run
+    (no ``~/.streamlit/credentials.toml``) would otherwise stop at an e-mail prompt unless headless."""
     return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", args.host,
             "--server.port", str(args.port), "--server.headless", "true" if args.headless else "false",
-            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+            "--server.showEmailPrompt", "false", "--browser.gatherUsageStats", "false",
+            "--server.fileWatcherType", "none"]
 
 
 def dashboard_env(args: argparse.Namespace, base: dict[str, str] | None = None) -> dict[str, str]:

@@ -1,13 +1,16 @@
 """SearchSage Feast definitions: query/pin entities, raw sources, embedding views, live ODFV.
 
 Raw rows land in ``data/queries.parquet`` (``query``, ``event_timestamp``) and
-``data/pins.parquet`` (``pin_id``, ``text``, ``event_timestamp``). ``feast materialize-incremental``
-runs the batch UDFs (the ONNX bundle from ``$SEARCHSAGE_BUNDLE``) over the new rows and writes
-``embedding`` + ``model_version`` to Redis. ``query_vector`` serves any query in one
-``get_online_features`` call: the stored embedding if materialised, else encoded live.
+``data/pins.parquet`` (``pin_id``, ``text``, ``event_timestamp``, optional ``embedding`` and
+``model_version``), written by ``searchsage feast ingest``. ``feast materialize-incremental`` runs
+the batch UDFs over the new rows and writes ``embedding`` + ``model_version`` to Redis: a pin's own
+frozen ``embedding`` as it is, else the ONNX bundle from ``$SEARCHSAGE_BUNDLE``. ``query_vector``
+serves any query in one ``get_online_features`` call: the stored embedding if materialised, else
+encoded live.
 
-``$SEARCHSAGE_EMBEDDING_DIM`` (default 384) is the declared vector length; a bundle of another D
-is refused at ``feast apply`` and at materialisation.
+The declared vector length is ``$SEARCHSAGE_EMBEDDING_DIM``, else the D of ``$SEARCHSAGE_BUNDLE``,
+else 384; a bundle of another D is refused at ``feast apply`` (one line, no traceback) and at
+materialisation. Relative bundle paths are taken from the directory ``feast`` was started in.
 
 ``pin_engagement`` (per-pin engagement statistics of training queries, the relevance student's
 features) is declared only when its source ``data/pin_engagement.parquet`` exists — it is written by
@@ -34,12 +37,38 @@ from feast import (
 )
 from feast.types import Array, Float32, Float64, Int64, String
 
-from encoders.featurestore.udfs import TOWER_TAG, embed_pins, embed_queries, live_query_embedding
+from encoders.featurestore.udfs import (
+    TOWER_TAG,
+    bundle_dim,
+    check_dim,
+    embed_pins,
+    embed_queries,
+    env_dim,
+    is_feast_cli,
+    live_query_embedding,
+)
 from encoders.relevance.engagement_stats import COUNT_COLUMNS, SOURCE_FILE, STAT_COLUMNS, VIEW_NAME
 
 warnings.filterwarnings("ignore", message=".*experimental.*", category=RuntimeWarning)
 
-DIM = int(os.environ.get("SEARCHSAGE_EMBEDDING_DIM", "384"))
+
+def _declared_dim() -> int:
+    """$SEARCHSAGE_EMBEDDING_DIM, else the bundle's D, else 384; both towers must match it."""
+    declared = env_dim()
+    dims = {kind: bundle_dim(kind) for kind in ("query", "pin")}
+    dim = declared or dims["pin"] or dims["query"] or 384
+    for kind, actual in dims.items():
+        if actual is not None:
+            check_dim(f"{kind}_embedding", dim, kind, actual)
+    return dim
+
+
+try:
+    DIM = _declared_dim()
+except (FileNotFoundError, ValueError) as _exc:
+    if is_feast_cli():  # the feast CLI: one line, not a traceback
+        raise SystemExit(f"error: {_exc}") from None
+    raise
 TTL = timedelta(days=int(os.environ.get("SEARCHSAGE_EMBEDDING_TTL_DAYS", "30")))
 
 query = Entity(

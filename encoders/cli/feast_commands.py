@@ -1,4 +1,5 @@
-"""``searchsage redis start|stop|status`` (development server) and ``searchsage rank`` (a ranker).
+"""``searchsage redis start|stop|status`` (development server), ``searchsage feast ingest|index`` (your
+pins and queries into the repository's sources; the ranker's ANN index) and ``searchsage rank``.
 
 ``rank`` is the reference consumer of the feature store: one ``get_online_features`` call gives
 the query vector (stored, or embedded live by the ``query_vector`` on-demand view), a faiss HNSW
@@ -13,27 +14,68 @@ import os
 from pathlib import Path
 from typing import Any
 
-DEFAULT_REDIS_DIR = Path(".searchsage") / "redis"
+INGEST_EPILOG = """\
+pins: a parquet or CSV file with pin_id and text, and optionally embedding (your frozen item vectors:
+a list column, or "[0.1, ...]" in CSV) and model_version. Pins with an embedding are materialised
+with exactly that vector; the bundle's pin tower embeds the others from text.
+queries: any file with a column of raw query text (a search log works: repeats count once).
+Re-running with the same file changes nothing; changed rows get a new event time and are picked up
+by the next `feast -c REPO materialize-incremental`.
+"""
 
 
 def register(subparsers: Any) -> None:
     r = subparsers.add_parser("redis", help="start/stop/inspect a local development redis-server",
-                              description="Manage a local redis-server on 127.0.0.1 (pid file + log in --dir).")
+                              description="Manage a local redis-server on 127.0.0.1. Without --port, the port of "
+                              "$SEARCHSAGE_REDIS (else 6379); pid file, log and data in --dir (default "
+                              "$SEARCHSAGE_HOME/redis/PORT, $SEARCHSAGE_HOME=~/.searchsage), so stop and status "
+                              "find the server from any working directory.")
     rsub = r.add_subparsers(dest="redis_command", metavar="ACTION", required=True)
     for name, helptext in (("start", "start a redis-server that keeps running after this command"),
                            ("stop", "stop the server recorded in --dir"),
                            ("status", "say whether the server in --dir runs and answers on --port")):
         p = rsub.add_parser(name, help=helptext, description=helptext)
-        p.add_argument("--port", type=int, default=6379, help="TCP port on 127.0.0.1 (default 6379)")
-        p.add_argument("--dir", type=Path, default=DEFAULT_REDIS_DIR,
-                       help=f"directory for redis.pid, redis.log and data (default {DEFAULT_REDIS_DIR})")
+        p.add_argument("--port", type=int, default=None,
+                       help="TCP port on 127.0.0.1 (default: the port of $SEARCHSAGE_REDIS, else 6379)")
+        p.add_argument("--dir", type=Path, default=None,
+                       help="directory for redis.pid, redis.log and data (default $SEARCHSAGE_HOME/redis/PORT)")
         if name == "start":
             p.add_argument("--password", default=None, help="require this password (AUTH)")
         p.set_defaults(func={"start": cmd_redis_start, "stop": cmd_redis_stop, "status": cmd_redis_status}[name])
 
+    f = subparsers.add_parser("feast", help="put your pins and queries into a Feast repository; build its ANN index",
+                              description="Prepare a Feast repository (feature_repo/) for `feast apply` and "
+                              "`feast materialize-incremental`.")
+    fsub = f.add_subparsers(dest="feast_command", metavar="ACTION", required=True)
+    ing = fsub.add_parser("ingest", help="add your pins and/or queries (parquet or CSV) to the repository's sources",
+                          description="Check a pins and/or queries file and merge it into REPO/data/pins.parquet / "
+                          "queries.parquet with event timestamps, idempotently.", epilog=INGEST_EPILOG,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    ing.add_argument("--repo", type=Path, default=Path("feature_repo"), help="Feast repository (default feature_repo)")
+    ing.add_argument("--pins", type=Path, help="pins file (.parquet or .csv)")
+    ing.add_argument("--queries", type=Path, help="queries file (.parquet or .csv)")
+    ing.add_argument("--id-column", default="pin_id", help="pin id column (default pin_id)")
+    ing.add_argument("--text-column", default="text", help="pin text column (default text)")
+    ing.add_argument("--embedding-column", default="embedding",
+                     help="column of your frozen pin vectors, used as they are (default embedding; optional)")
+    ing.add_argument("--query-column", default="query", help="query text column (default query)")
+    ing.add_argument("--timestamp-column", default=None,
+                     help="event time column of both files (default: none; new and changed rows are stamped now)")
+    ing.add_argument("--encoding", default="utf-8", help="CSV text encoding (default utf-8; latin-1 for Home Depot)")
+    ing.set_defaults(func=cmd_feast_ingest)
+    idx = fsub.add_parser("index", help="build (or load) the ranker's ANN index for the current pin embeddings",
+                          description="Build the faiss HNSW index over the online store's pin embeddings once for "
+                          "their current version and keep it in REPO/data/pin_index/ (`searchsage rank` does this "
+                          "on first use; run it after materialising to keep that out of the first query).")
+    idx.add_argument("--repo", type=Path, default=Path("feature_repo"), help="Feast repository (default feature_repo)")
+    idx.add_argument("--rebuild", action="store_true",
+                     help="build even when an index of this version exists (after writes outside materialisation)")
+    idx.set_defaults(func=cmd_feast_index)
+
     k = subparsers.add_parser("rank", help="rank pins for a query from the Feast online store",
                               description="Embed or fetch the query, retrieve candidate pins from a faiss HNSW "
-                              "index over pin embeddings, fetch their embeddings from Redis, score and print.")
+                              "index over pin embeddings (built once per pin-embedding version, kept in "
+                              "REPO/data/pin_index/), fetch their embeddings from Redis, score and print.")
     k.add_argument("query", help="query text (normalised the same way as training and the feature store)")
     k.add_argument("--repo", type=Path, default=Path("feature_repo"), help="Feast repository (default feature_repo)")
     k.add_argument("--bundle", type=Path, default=None,
@@ -52,48 +94,134 @@ def _cli_error(exc: BaseException) -> Exception:
     return CLIError(str(exc))
 
 
+def _redis_target(args: argparse.Namespace) -> tuple[int, Path]:
+    from encoders.featurestore.redis_server import RedisUnavailable, default_dir, port_from_env
+
+    try:
+        port = args.port if args.port is not None else port_from_env()
+    except RedisUnavailable as exc:
+        raise _cli_error(exc) from exc
+    return port, (args.dir.expanduser().resolve() if args.dir is not None else default_dir(port))
+
+
 def cmd_redis_start(args: argparse.Namespace) -> int:
     from encoders.featurestore.redis_server import RedisUnavailable, start_daemon
 
+    port, directory = _redis_target(args)
     try:
-        server = start_daemon(args.dir, args.port, args.password)
+        server = start_daemon(directory, port, args.password)
     except RedisUnavailable as exc:
         raise _cli_error(exc) from exc
     pid = server._proc.pid if server._proc else None
-    print(f"redis-server pid {pid} on {server.host}:{server.port} (dir {args.dir})")
+    print(f"redis-server pid {pid} on {server.host}:{server.port} (pid file, log, data: {directory})")
     print(f"export SEARCHSAGE_REDIS='{server.connection_string}'")
     return 0
 
 
 def cmd_redis_stop(args: argparse.Namespace) -> int:
-    from encoders.featurestore.redis_server import RedisUnavailable, stop_daemon
+    from encoders.featurestore.redis_server import RedisUnavailable, ping, stop_daemon
 
+    port, directory = _redis_target(args)
     try:
-        pid = stop_daemon(args.dir)
+        pid = stop_daemon(directory)
     except RedisUnavailable as exc:
         raise _cli_error(exc) from exc
-    print(f"stopped redis-server pid {pid}" if pid else f"no redis-server was running from {args.dir}")
+    if pid:
+        print(f"stopped redis-server pid {pid} ({directory})")
+        return 0
+    if ping("127.0.0.1", port):
+        raise _cli_error(RuntimeError(
+            f"no redis-server recorded in {directory}, but something answers on 127.0.0.1:{port}: it was not "
+            "started by `searchsage redis start` with this port/--dir; stop it where it was started"))
+    print(f"no redis-server was running from {directory}")
     return 0
 
 
 def cmd_redis_status(args: argparse.Namespace) -> int:
     from encoders.featurestore.redis_server import daemon_status
 
-    st = daemon_status(args.dir, args.port)
+    port, directory = _redis_target(args)
+    st = daemon_status(directory, port)
     state = "running" if st.alive else "not running"
     print(f"{state} (pid file {st.directory / 'redis.pid'}: {st.pid}); "
           f"127.0.0.1:{st.port} {'answers' if st.answers else 'does not answer'}")
     return 0 if st.alive and st.answers else 1
 
 
-def cmd_rank(args: argparse.Namespace) -> int:
-    import warnings
+def _check_repo(repo: Path) -> None:
+    if not (repo / "feature_store.yaml").is_file():
+        raise _cli_error(FileNotFoundError(f"{repo / 'feature_store.yaml'} not found: --repo must be a Feast repo"))
 
-    from encoders.featurestore.ranking import rank_query
+
+def _expected_pin_dim(repo: Path) -> int | None:
+    """Vector length pins must have: the applied view's, else $SEARCHSAGE_EMBEDDING_DIM / the bundle's D."""
+    from encoders.featurestore.sources import registry_view
+    from encoders.featurestore.udfs import declared_dim, expected_dim
+
+    view = registry_view(repo, "pin_embedding")
+    return (declared_dim(view) if view is not None else None) or expected_dim()
+
+
+def cmd_feast_ingest(args: argparse.Namespace) -> int:
+    from encoders.featurestore.sources import IngestError, PinColumns, ingest_pins, ingest_queries
+
+    _check_repo(args.repo)
+    if args.pins is None and args.queries is None:
+        raise _cli_error(ValueError("nothing to ingest: give --pins FILE and/or --queries FILE"))
+    reports = []
+    try:
+        if args.pins is not None:
+            cols = PinColumns(args.id_column, args.text_column, args.embedding_column, timestamp=args.timestamp_column)
+            reports.append(ingest_pins(args.repo, args.pins, cols, _expected_pin_dim(args.repo), args.encoding))
+        if args.queries is not None:
+            reports.append(ingest_queries(args.repo, args.queries, args.query_column, args.timestamp_column,
+                                          args.encoding))
+    except (IngestError, FileNotFoundError, ValueError) as exc:
+        raise _cli_error(exc) from exc
+    for rep in reports:
+        print(rep.summary())
+        if rep.older_than_materialised:
+            print(f"  note: {rep.older_than_materialised} rows are older than the last materialisation; "
+                  f"`materialize-incremental` will not see them: run `feast -c {args.repo} materialize START END`")
+    if any(r.new or r.changed for r in reports):
+        print(f"next: feast -c {args.repo} apply && feast -c {args.repo} materialize-incremental $(date -u +%FT%T)")
+    return 0
+
+
+def cmd_feast_index(args: argparse.Namespace) -> int:
+
+    _check_repo(args.repo)
+    try:
+        ranker = _open_ranker(args.repo)
+        index = ranker.index(rebuild=args.rebuild)
+    except _ranker_errors() as exc:
+        raise _cli_error(exc) from exc
+    how = f"built in {index.build_seconds:.1f} s" if index.build_seconds is not None else "already built"
+    print(f"pin index {index.version}: {len(index.ids)} pins, {ranker.dim}-d, {how} ({index.directory})")
+    return 0
+
+
+def _ranker_errors() -> tuple[type[BaseException], ...]:
+    from feast.errors import FeastObjectNotFoundException
+
     from encoders.featurestore.redis_server import RedisUnavailable
 
-    if not (args.repo / "feature_store.yaml").is_file():
-        raise _cli_error(FileNotFoundError(f"{args.repo / 'feature_store.yaml'} not found: --repo must be a Feast repo"))
+    return (RedisUnavailable, FileNotFoundError, LookupError, ValueError, FeastObjectNotFoundException)
+
+
+def _open_ranker(repo: Path) -> Any:
+    import warnings
+
+    from encoders.featurestore.ranking import Ranker
+
+    warnings.filterwarnings("ignore", message="Batch feature views are experimental", category=RuntimeWarning)
+    if not (repo / "data" / "registry.db").exists():
+        raise FileNotFoundError(f"{repo} has no registry yet: run `feast -c {repo} apply` first")
+    return Ranker(repo)
+
+
+def cmd_rank(args: argparse.Namespace) -> int:
+    _check_repo(args.repo)
     if args.k < 1 or args.candidates < args.k:
         raise _cli_error(ValueError(f"need 1 <= --k <= --candidates, got k={args.k}, candidates={args.candidates}"))
     if args.bundle is not None:
@@ -101,10 +229,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
     if args.rerank is not None and not (args.rerank / "student.json").is_file():
         raise _cli_error(FileNotFoundError(f"--rerank {args.rerank}: no student.json there (write one with "
                                            "`searchsage relevance train-student`)"))
-    warnings.filterwarnings("ignore", message="Batch feature views are experimental", category=RuntimeWarning)
     try:
-        result = rank_query(args.repo, args.query, k=args.k, candidates=args.candidates, rerank=args.rerank)
-    except (RedisUnavailable, FileNotFoundError, LookupError, ValueError) as exc:
+        result = _open_ranker(args.repo).rank(args.query, k=args.k, candidates=args.candidates, rerank=args.rerank)
+    except _ranker_errors() as exc:
         raise _cli_error(exc) from exc
     print(f"query: {result.query!r} (vector from {result.vector_source}, model {result.model_version})")
     if result.reranker is not None:

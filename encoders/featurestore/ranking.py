@@ -1,13 +1,17 @@
 """A reference ranker over the feature store: query vector -> HNSW candidates -> exact re-score.
 
-1. ``get_online_features`` on ``query_vector`` (stored embedding, or embedded live for a query
-   that was never materialised) — one call, any query;
-2. a faiss ``IndexHNSWFlat`` (inner product) over the pin embeddings in the online store, cached
-   beside the pin source as ``data/pin_index.faiss`` + ``.json`` and rebuilt when the pin source
-   or the embeddings' model version changes;
-3. the candidates' embeddings fetched with :meth:`EmbeddingStore.fetch` (one numpy array) and
-   scored by dot product (cosine for the L2-normalised towers). Non-Redis online stores (the
-   SQLite fallback) are read through stock ``get_online_features`` instead;
+:class:`Ranker` opens a repository once and answers each query with
+
+1. one query-vector fetch: on Redis, the stored ``query_embedding`` through
+   :meth:`EmbeddingStore.fetch_with_versions` and, when the query was never materialised, the
+   bundle's query tower in this process — exactly what the ``query_vector`` on-demand view returns;
+   elsewhere (the SQLite fallback) one stock ``get_online_features`` call on ``query_vector``;
+2. one search of a faiss ``IndexHNSWFlat`` (inner product) over the pin embeddings, built once per
+   pin-embedding version and persisted beside the repository's data (:mod:`.pin_index`); a new
+   version (a materialisation, a changed pin source) is noticed without touching Redis;
+3. one fetch of the candidates' current embeddings (:meth:`EmbeddingStore.fetch`, one numpy array;
+   stock ``get_online_features`` on non-Redis online stores), scored by dot product (cosine for the
+   L2-normalised towers);
 4. optionally (``rerank=STUDENT``) every candidate re-scored by the distilled relevance student
    (:class:`encoders.relevance.student.StudentScorer`, features read through Feast) and the top
    ``k`` taken by student grade; each hit keeps both scores.
@@ -15,18 +19,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from encoders.featurestore.embeddings import EmbeddingStore
+from encoders.featurestore.pin_index import PinIndex, load_or_build, pin_embedding_version
 from encoders.featurestore.sources import PINS_FILE
-
-INDEX_FILE = "data/pin_index.faiss"
 
 
 @dataclass
@@ -82,7 +83,7 @@ def embedding_reader(store: Any, view_name: str, dim: int) -> Any:
 
 
 def query_vector(store: Any, query: str) -> tuple[np.ndarray, str, str]:
-    """The ``(D,)`` float32 query vector, its source ('store'|'live') and model version."""
+    """The ``(D,)`` float32 query vector, its source ('store'|'live') and model version (stock Feast)."""
     from encoders.normalize import normalize_query
 
     resp = store.get_online_features(
@@ -96,65 +97,76 @@ def query_vector(store: Any, query: str) -> tuple[np.ndarray, str, str]:
     return np.asarray(vec, dtype=np.float32), resp["query_vector_source"][0], resp["query_vector_model_version"][0]
 
 
-def pin_index(repo: Path, pins: Any, pin_ids: list[str]) -> tuple[Any, list[str]]:
-    """(faiss HNSW index, ids in index order) over the stored pin embeddings, cached in ``repo``."""
-    import faiss
+class Ranker:
+    """A ranker over the Feast repository at ``repo``; keep one per process and call :meth:`rank`."""
 
-    src = repo / PINS_FILE
-    idx_path, meta_path = repo / INDEX_FILE, (repo / INDEX_FILE).with_suffix(".json")
-    matrix, found, versions = pins.fetch_with_versions(pin_ids)
-    if not found.any():
-        raise LookupError(f"none of the {len(pin_ids)} pins in {src} is in the online store; "
-                          f"run `feast -c {repo} materialize-incremental <now>` first")
-    ids = [p for p, f in zip(pin_ids, found, strict=True) if f]
-    stamp = {"source_mtime": src.stat().st_mtime, "n": len(ids), "versions": sorted({str(v) for v in versions if v}),
-             "dim": pins.dim}
-    if idx_path.exists() and meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("stamp") == stamp:
-            return faiss.read_index(str(idx_path)), meta["ids"]
-    index = faiss.IndexHNSWFlat(pins.dim, 32, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efSearch = 128
-    index.add(np.ascontiguousarray(matrix[found]))
-    faiss.write_index(index, str(idx_path))
-    meta_path.write_text(json.dumps({"stamp": stamp, "ids": ids}))
-    return index, ids
+    def __init__(self, repo: str | Path, store: Any = None) -> None:
+        from feast import FeatureStore
+
+        from encoders.featurestore.udfs import declared_dim
+
+        self.repo = Path(repo)
+        if not (self.repo / PINS_FILE).is_file():
+            raise FileNotFoundError(f"{self.repo / PINS_FILE} not found: add your pins with "
+                                    f"`searchsage feast ingest --repo {self.repo} --pins FILE`, then materialise")
+        self.store = store if store is not None else FeatureStore(repo_path=str(self.repo))
+        view = self.store.get_feature_view("pin_embedding")
+        self.dim = declared_dim(view)
+        if self.dim is None:
+            raise ValueError(f"feature view 'pin_embedding' of {self.repo} declares no embedding vector_length")
+        self.pins = embedding_reader(self.store, "pin_embedding", self.dim)
+        self.queries = (EmbeddingStore.from_config(self.store.config, self.store.get_feature_view("query_embedding"),
+                                                   client=self.pins.client)
+                        if isinstance(self.pins, EmbeddingStore) else None)
+        self._index: PinIndex | None = None
+
+    def index(self, rebuild: bool = False) -> PinIndex:
+        """The ANN index of the current pin-embedding version (loaded or built once per version)."""
+        version = pin_embedding_version(self.store, self.repo)
+        if rebuild or self._index is None or self._index.version != version:
+            self._index = load_or_build(self.repo, self.pins, version, rebuild=rebuild)
+        return self._index
+
+    def query_vector(self, query: str) -> tuple[np.ndarray, str, str]:
+        """``(D,)`` float32 vector, source ('store'|'live'), model version — as the ``query_vector`` view."""
+        if self.queries is None:
+            vec, source, version = query_vector(self.store, query)
+        else:
+            from encoders.normalize import normalize_query
+
+            matrix, found, versions = self.queries.fetch_with_versions([normalize_query(query)])
+            if found[0]:
+                vec, source, version = matrix[0], "store", str(versions[0])
+            else:
+                from encoders.featurestore.udfs import get_encoder
+
+                enc = get_encoder("query")
+                vec, source, version = np.asarray(enc.encode([query])[0], dtype=np.float32), "live", enc.model_version
+        if vec.shape[0] != self.dim:
+            raise ValueError(f"query vector is {vec.shape[0]}-d but pin embeddings are {self.dim}-d")
+        return vec, source, version
+
+    def rank(self, query: str, k: int = 10, candidates: int = 100, rerank: str | Path | None = None) -> RankResult:
+        """Top-``k`` pins for ``query``; ``rerank``: a student directory (``searchsage relevance
+        train-student``) whose grade then orders the candidates instead of the embedding score."""
+        qvec, source, version = self.query_vector(query)
+        index = self.index()
+        cand_ids = index.search(qvec, candidates)
+        cand_vecs, found = self.pins.fetch(cand_ids)  # current values from the online store
+        scores = cand_vecs @ qvec
+        scores[~found] = -np.inf
+        if rerank is None:
+            order = np.argsort(-scores)[:k]
+            hits = [Hit(cand_ids[i], float(scores[i]), index.texts.get(cand_ids[i], "")) for i in order if found[i]]
+            return RankResult(query, source, version, hits)
+        return _rerank(self.store, self.repo, query, Path(rerank), k, RankResult(query, source, version),
+                       cand_ids, scores, index.texts)
 
 
 def rank_query(repo: str | Path, query: str, k: int = 10, candidates: int = 100,
                rerank: str | Path | None = None) -> RankResult:
-    """Top-``k`` pins for ``query`` from the Feast repository at ``repo``.
-
-    ``rerank``: a student directory (``searchsage relevance train-student``); the candidates are then
-    ordered by the student's grade instead of the embedding score.
-    """
-    from feast import FeatureStore
-
-    repo = Path(repo)
-    src = repo / PINS_FILE
-    if not src.is_file():
-        raise FileNotFoundError(f"{src} not found: add pins with encoders.featurestore.sources.append_pins")
-    pin_table = pd.read_parquet(src, columns=["pin_id", "text"]).drop_duplicates("pin_id", keep="last")
-    texts = dict(zip(pin_table["pin_id"].astype(str), pin_table["text"].astype(str), strict=True))
-    store = FeatureStore(repo_path=str(repo))
-    qvec, source, version = query_vector(store, query)
-    from encoders.featurestore.udfs import declared_dim
-
-    declared = declared_dim(store.get_feature_view("pin_embedding"))
-    if declared is not None and qvec.shape[0] != declared:
-        raise ValueError(f"query vector is {qvec.shape[0]}-d but pin embeddings are {declared}-d")
-    pins = embedding_reader(store, "pin_embedding", qvec.shape[0])
-    index, ids = pin_index(repo, pins, list(texts))
-    _, cand = index.search(qvec[None, :], min(candidates, len(ids)))
-    cand_ids = [ids[i] for i in cand[0] if i >= 0]
-    cand_vecs, found = pins.fetch(cand_ids)  # fresh values from the online store
-    scores = cand_vecs @ qvec
-    scores[~found] = -np.inf
-    if rerank is None:
-        order = np.argsort(-scores)[:k]
-        hits = [Hit(cand_ids[i], float(scores[i]), texts.get(cand_ids[i], "")) for i in order if found[i]]
-        return RankResult(query, source, version, hits)
-    return _rerank(store, repo, query, Path(rerank), k, RankResult(query, source, version), cand_ids, scores, texts)
+    """Top-``k`` pins for ``query`` from the Feast repository at ``repo`` (a one-off :class:`Ranker`)."""
+    return Ranker(repo).rank(query, k=k, candidates=candidates, rerank=rerank)
 
 
 def _rerank(store: Any, repo: Path, query: str, student_dir: Path, k: int, result: RankResult,

@@ -2,6 +2,12 @@
 
 ``LocalRedis`` picks a free port, writes a pid file and data into a directory of its own, waits
 until the server answers PING, and stops it on exit (``with LocalRedis() as r: r.url``).
+
+Every path handed to redis-server is absolute: it changes into ``--dir`` at start, so a relative
+``--pidfile`` would land in ``dir/dir/``. The long-lived development server of ``searchsage redis
+start|stop|status`` keeps its pid file, log and data in :func:`default_dir` — one directory per
+port under ``$SEARCHSAGE_HOME`` (default ``~/.searchsage``) — so ``stop`` finds what ``start``
+started from any working directory.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+HOME_ENV = "SEARCHSAGE_HOME"
 
 
 class RedisUnavailable(RuntimeError):
@@ -72,6 +80,7 @@ class LocalRedis:
         if self.directory is None:
             self.directory = Path(tempfile.mkdtemp(prefix="searchsage-redis-"))
             self._own_dir = True
+        self.directory = Path(self.directory).expanduser().resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.port is None:
             self.port = free_port(self.host)
@@ -143,9 +152,45 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def default_dir(port: int) -> Path:
+    """Where ``searchsage redis start --port PORT`` keeps pid file, log and data (absolute)."""
+    home = os.environ.get(HOME_ENV) or "~/.searchsage"
+    return Path(home).expanduser().resolve() / "redis" / str(port)
+
+
+def port_from_env(default: int = 6379) -> int:
+    """The port of ``$SEARCHSAGE_REDIS`` when it names this machine, else ``default``.
+
+    ``host:port[,options]`` or ``redis://[:pw@]host:port/db``; a remote host is refused (this
+    command only starts servers on 127.0.0.1), so is a port that is not a number.
+    """
+    conn = (os.environ.get("SEARCHSAGE_REDIS") or "").strip()
+    if not conn or conn.startswith("${"):
+        return default
+    first = conn.split("://", 1)[-1].split(",", 1)[0].rsplit("@", 1)[-1].split("/", 1)[0]
+    host, _, port = first.rpartition(":") if ":" in first else (first, "", "")
+    if host not in ("", "localhost", "127.0.0.1", "::1", "[::1]"):
+        raise RedisUnavailable(f"SEARCHSAGE_REDIS={conn!r} names host {host!r}; `searchsage redis` only runs servers "
+                               "on 127.0.0.1: pass --port, or unset SEARCHSAGE_REDIS")
+    if not port:
+        return default
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise RedisUnavailable(f"SEARCHSAGE_REDIS={conn!r}: port {port!r} is not a TCP port")
+    return int(port)
+
+
+def _is_redis(pid: int) -> bool:
+    """False only when /proc says ``pid`` is some other program (a recycled pid)."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return b"redis" in cmd
+
+
 def read_pid(directory: Path) -> int | None:
     """The pid recorded in ``directory/redis.pid`` (None if there is none)."""
-    f = Path(directory) / "redis.pid"
+    f = Path(directory).expanduser().resolve() / "redis.pid"
     try:
         return int(f.read_text().strip())
     except (FileNotFoundError, ValueError):
@@ -164,9 +209,9 @@ def ping(host: str, port: int, timeout: float = 0.5) -> bool:
 
 def start_daemon(directory: Path, port: int = 6379, password: str | None = None) -> LocalRedis:
     """Start a redis-server that outlives this process; pid file + log in ``directory``."""
-    directory = Path(directory)
+    directory = Path(directory).expanduser().resolve()
     pid = read_pid(directory)
-    if pid is not None and _pid_alive(pid):
+    if pid is not None and _pid_alive(pid) and _is_redis(pid):
         raise RedisUnavailable(f"a redis-server (pid {pid}) already runs from {directory}; "
                                f"`searchsage redis stop --dir {directory}` first")
     if ping("127.0.0.1", port):
@@ -177,9 +222,10 @@ def start_daemon(directory: Path, port: int = 6379, password: str | None = None)
 
 def stop_daemon(directory: Path, timeout_s: float = 10.0) -> int | None:
     """SIGTERM the server recorded in ``directory``; returns its pid (None if none was running)."""
+    directory = Path(directory).expanduser().resolve()
     pid = read_pid(directory)
-    if pid is None or not _pid_alive(pid):
-        (Path(directory) / "redis.pid").unlink(missing_ok=True)
+    if pid is None or not _pid_alive(pid) or not _is_redis(pid):
+        (directory / "redis.pid").unlink(missing_ok=True)
         return None
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
@@ -189,10 +235,12 @@ def stop_daemon(directory: Path, timeout_s: float = 10.0) -> int | None:
         time.sleep(0.05)
     if _pid_alive(pid):
         raise RedisUnavailable(f"redis-server pid {pid} did not stop within {timeout_s}s")
-    (Path(directory) / "redis.pid").unlink(missing_ok=True)
+    (directory / "redis.pid").unlink(missing_ok=True)
     return pid
 
 
 def daemon_status(directory: Path, port: int = 6379, host: str = "127.0.0.1") -> DaemonStatus:
+    directory = Path(directory).expanduser().resolve()
     pid = read_pid(directory)
-    return DaemonStatus(Path(directory), port, pid, pid is not None and _pid_alive(pid), ping(host, port))
+    alive = pid is not None and _pid_alive(pid) and _is_redis(pid)
+    return DaemonStatus(directory, port, pid, alive, ping(host, port))

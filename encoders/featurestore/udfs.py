@@ -9,6 +9,14 @@ Which bundle: ``$SEARCHSAGE_BUNDLE`` (a ``searchsage export`` directory with ``q
 composition, so a live embedding would not match the materialised one). Each tower is loaded
 once per process (:func:`get_encoder`) and reused for every batch.
 
+Frozen item vectors: pins whose source row carries an ``embedding`` (``searchsage feast ingest``
+keeps the user's column) are materialised with exactly those vectors (as float32, bit for bit);
+the pin tower only embeds pins without one. A length other than the view's is refused by name.
+
+Paths: relative ``$SEARCHSAGE_BUNDLE`` / ``$SEARCHSAGE_PIN_FEEDBACK`` are taken from the directory
+the user ran the command in (:func:`invoking_dir`), also inside ``feast -c REPO apply``, which
+changes directory into the repository before it imports it.
+
 Pin-space feedback (:mod:`encoders.model.pin_feedback`): with ``$SEARCHSAGE_PIN_FEEDBACK`` set to a
 dataset's ``pins.parquet``, the query tower's embeddings — materialised and live alike — are refined
 towards the mean of their top ``$SEARCHSAGE_PRF_K`` (default 5) pins with weight
@@ -19,8 +27,10 @@ towards the mean of their top ``$SEARCHSAGE_PRF_K`` (default 5) pins with weight
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +44,9 @@ PRF_K_ENV = "SEARCHSAGE_PRF_K"
 PRF_WEIGHT_ENV = "SEARCHSAGE_PRF_WEIGHT"
 #: Feature-view tag naming the bundle tower that produces its ``embedding`` (query|pin).
 TOWER_TAG = "searchsage.tower"
+DIM_ENV = "SEARCHSAGE_EMBEDDING_DIM"
+#: ``model_version`` of a pin vector that came with the pin (no ``model_version`` column in the source).
+PROVIDED_VERSION = "provided"
 #: Rows encoded per progress step inside a materialisation batch.
 CHUNK_ROWS = 4096
 
@@ -42,14 +55,87 @@ class BundleDimMismatch(ValueError):
     """The bundle's D differs from the feature view's declared ``embedding`` vector length."""
 
 
+class PinVectorMismatch(ValueError):
+    """Pins brought their own ``embedding`` of a length other than the view's declared one."""
+
+
+def is_feast_cli(argv: list[str] | None = None) -> bool:
+    """True when this process is the ``feast`` CLI (``feast ...`` or ``python -m feast ...``)."""
+    argv = sys.argv if argv is None else argv
+    return bool(argv) and (Path(argv[0]).name == "feast" or Path(argv[0]).parent.name == "feast")
+
+
+def _feast_chdir_arg(argv: list[str] | None = None) -> str | None:
+    """The ``-c/--chdir`` argument when this process is the ``feast`` CLI (None otherwise)."""
+    argv = sys.argv if argv is None else argv
+    if not is_feast_cli(argv):
+        return None
+    for i, a in enumerate(argv[1:], 1):
+        if a in ("-c", "--chdir") and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--chdir="):
+            return a.split("=", 1)[1]
+        if a.startswith("-c") and len(a) > 2:
+            return a[2:]
+    return None
+
+
+def invoking_dir(argv: list[str] | None = None) -> Path:
+    """The directory the user started the command from.
+
+    ``feast -c REPO apply`` (and ``plan``) change directory into REPO before they import the
+    repository, so the current directory is REPO there; every other command keeps the user's. We
+    recognise that case from the CLI's own ``-c`` argument and take ``$PWD`` (kept by the shell,
+    untouched by ``os.chdir``) when ``$PWD/REPO`` is where we stand, else strip REPO's parts off
+    the current directory.
+    """
+    cwd = Path.cwd().resolve()
+    arg = _feast_chdir_arg(argv)
+    if arg is None:
+        return cwd
+    target = (cwd / arg).resolve()
+    if target == cwd or (target / "feature_store.yaml").is_file() or not (cwd / "feature_store.yaml").is_file():
+        return cwd  # feast has not changed directory (materialize, serve, ...)
+    pwd = os.environ.get("PWD")
+    if pwd and os.path.isdir(pwd) and (Path(pwd) / arg).resolve() == cwd:
+        return Path(pwd).resolve()
+    rel = Path(arg)
+    if not rel.is_absolute() and ".." not in rel.parts:
+        base = cwd
+        for part in rel.parts:
+            if part != ".":
+                base = base.parent
+        if (base / rel).resolve() == cwd:
+            return base
+    return cwd
+
+
+def resolve_user_path(value: str | os.PathLike[str], argv: list[str] | None = None) -> Path:
+    """``value`` as an absolute path; a relative one is taken from :func:`invoking_dir`."""
+    path = Path(os.path.expanduser(os.fspath(value)))
+    return path if path.is_absolute() else invoking_dir(argv) / path
+
+
+def env_path(name: str) -> Path | None:
+    """The absolute path in environment variable ``name`` (None when unset or empty)."""
+    value = os.environ.get(name)
+    return resolve_user_path(value) if value else None
+
+
 def bundle_path() -> str:
-    path = os.environ.get(BUNDLE_ENV)
-    if not path:
+    """Absolute bundle directory from ``$SEARCHSAGE_BUNDLE`` (relative = from where you stand)."""
+    path = env_path(BUNDLE_ENV)
+    if path is None:
         raise FileNotFoundError(
             f"{BUNDLE_ENV} is not set: point it at a bundle directory written by `searchsage export` "
             f"(with query/ and pin/) before `feast materialize` or live embedding"
         )
-    return path
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"{BUNDLE_ENV}={os.environ[BUNDLE_ENV]}: no such directory ({path}); point it at the output of "
+            "`searchsage export` (relative paths are taken from the directory you run the command in)"
+        )
+    return str(path)
 
 
 @lru_cache(maxsize=8)
@@ -75,9 +161,9 @@ def get_encoder(kind: str) -> Any:
     ``BundleEncoder``, wrapped in a ``PinFeedbackEncoder`` for queries when ``$SEARCHSAGE_PIN_FEEDBACK`` is set."""
     variant = os.environ.get(VARIANT_ENV, "fp32")
     threads = int(os.environ.get(THREADS_ENV, "2"))
-    path = os.path.abspath(bundle_path())
-    pins = os.environ.get(PIN_FEEDBACK_ENV)
-    if kind != "query" or not pins:
+    path = bundle_path()
+    pins = env_path(PIN_FEEDBACK_ENV)
+    if kind != "query" or pins is None:
         return _load(path, kind, variant, threads)
     try:
         from encoders.model.pin_feedback import PinFeedback
@@ -87,7 +173,7 @@ def get_encoder(kind: str) -> Any:
     except ValueError:
         raise ValueError(f"{PRF_K_ENV} must be an integer and {PRF_WEIGHT_ENV} a number, got "
                          f"{os.environ.get(PRF_K_ENV)!r} and {os.environ.get(PRF_WEIGHT_ENV)!r}") from None
-    return _load_with_feedback(path, variant, threads, os.path.abspath(pins), k, weight)
+    return _load_with_feedback(path, variant, threads, str(pins), k, weight)
 
 
 def bundle_dim(kind: str) -> int | None:
@@ -110,7 +196,7 @@ def declared_dim(view: Any) -> int | None:
 def check_dim(view_name: str, declared: int | None, kind: str, actual: int) -> None:
     if declared is not None and declared != actual:
         raise BundleDimMismatch(
-            f"bundle {os.environ.get(BUNDLE_ENV)} ({kind} tower) makes {actual}-d embeddings but feature view "
+            f"bundle {env_path(BUNDLE_ENV)} ({kind} tower) makes {actual}-d embeddings but feature view "
             f"{view_name!r} declares embedding vector_length={declared}; export a matching bundle or set "
             f"SEARCHSAGE_EMBEDDING_DIM={actual} and run `feast apply` again"
         )
@@ -140,7 +226,30 @@ def encode_column(texts: list[str], kind: str, declared: int | None, view_name: 
     return out
 
 
-def _embed_frame(df: pd.DataFrame, key: str, text_col: str, kind: str, view_name: str, dim_env: str) -> pd.DataFrame:
+def expected_dim() -> int | None:
+    """The vector length materialisation must produce: ``$SEARCHSAGE_EMBEDDING_DIM`` if set, else the
+    bundle's D (what ``feature_repo/definitions.py`` declares then), else None (not known here)."""
+    declared = env_dim()
+    if declared is not None:
+        return declared
+    return bundle_dim("pin") if os.environ.get(BUNDLE_ENV) else None
+
+
+def env_dim() -> int | None:
+    """``$SEARCHSAGE_EMBEDDING_DIM`` as a positive integer (None when unset)."""
+    raw = os.environ.get(DIM_ENV)
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{DIM_ENV}={raw!r}: expected a positive integer (the embedding length)")
+    return value
+
+
+def _embed_frame(df: pd.DataFrame, text_col: str, kind: str, view_name: str) -> pd.DataFrame:
     out = df.copy()
     if len(out) == 0:
         out["embedding"] = pd.Series([], dtype=object)
@@ -148,8 +257,7 @@ def _embed_frame(df: pd.DataFrame, key: str, text_col: str, kind: str, view_name
         return out
     texts = out[text_col].astype(str).tolist()
     uniq, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
-    declared = int(os.environ[dim_env]) if os.environ.get(dim_env) else None
-    emb = encode_column(list(uniq), kind, declared, view_name)[inverse]
+    emb = encode_column(list(uniq), kind, expected_dim(), view_name)[inverse]
     out["embedding"] = list(emb)
     out["model_version"] = get_encoder(kind).model_version
     return out
@@ -161,12 +269,67 @@ def embed_queries(df: pd.DataFrame) -> pd.DataFrame:
 
     df = df.copy()
     df["query"] = normalize_queries(df["query"].astype(str))
-    return _embed_frame(df, "query", "query", "query", "query_embedding", "SEARCHSAGE_EMBEDDING_DIM")
+    return _embed_frame(df, "query", "query", "query_embedding")
+
+
+def _has_vector(v: Any) -> bool:
+    return v is not None and not (np.isscalar(v) and pd.isna(v)) and len(v) > 0
+
+
+def provided_vectors(df: pd.DataFrame, declared: int | None, view_name: str = "pin_embedding") -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``df`` that bring their own ``embedding``: ``(mask (N,) bool, (M, D) float32)``.
+
+    Refuses (:class:`PinVectorMismatch`) ragged or non-finite vectors and a length other than ``declared``.
+    """
+    if "embedding" not in df.columns:
+        return np.zeros(len(df), dtype=bool), np.zeros((0, declared or 0), dtype=np.float32)
+    col = df["embedding"].tolist()
+    mask = np.fromiter((_has_vector(v) for v in col), dtype=bool, count=len(col))
+    rows = [np.asarray(v, dtype=np.float32) for v, m in zip(col, mask, strict=True) if m]
+    if not rows:
+        return mask, np.zeros((0, declared or 0), dtype=np.float32)
+    widths = {r.shape[0] for r in rows}
+    keys = df["pin_id"].astype(str).to_numpy()[mask] if "pin_id" in df.columns else np.arange(len(rows)).astype(str)
+    width = rows[0].shape[0]
+    if len(widths) > 1 or (declared is not None and width != declared):
+        bad = next(i for i, r in enumerate(rows) if r.shape[0] != (declared if declared is not None else width))
+        want = declared if declared is not None else width
+        raise PinVectorMismatch(
+            f"{view_name}: pin {keys[bad]!r} brings a {rows[bad].shape[0]}-d embedding but the feature view declares "
+            f"vector_length={want} ({DIM_ENV} / the bundle's D); re-ingest vectors of length {want} "
+            f"(`searchsage feast ingest`) or set {DIM_ENV} to your vectors' length, with a bundle of that D"
+        )
+    matrix = np.stack(rows)
+    finite = np.isfinite(matrix).all(axis=1)
+    if not finite.all():
+        raise PinVectorMismatch(f"{view_name}: pin {keys[int(np.argmin(finite))]!r} has a non-finite embedding value")
+    return mask, matrix
 
 
 def embed_pins(df: pd.DataFrame) -> pd.DataFrame:
-    """Batch UDF of ``pin_embedding``: ``pin_id`` + ``text`` -> embedding (pin tower) + model_version."""
-    return _embed_frame(df, "pin_id", "text", "pin", "pin_embedding", "SEARCHSAGE_EMBEDDING_DIM")
+    """Batch UDF of ``pin_embedding``: the pin's own frozen ``embedding`` when the source has one
+    (bit for bit, as float32; ``model_version`` from the source's column, else ``provided``), else
+    the bundle's pin tower on ``text``."""
+    out = df.copy()
+    declared = expected_dim()
+    mask, given = provided_vectors(out, declared)
+    if not mask.any():
+        return _embed_frame(out.drop(columns=["embedding"], errors="ignore"), "text", "pin", "pin_embedding")
+    vectors: list[Any] = [None] * len(out)
+    versions: list[Any] = [None] * len(out)
+    own_mv = out["model_version"].tolist() if "model_version" in out.columns else [None] * len(out)
+    for j, i in enumerate(np.flatnonzero(mask)):
+        vectors[i] = given[j]
+        versions[i] = own_mv[i] if isinstance(own_mv[i], str) and own_mv[i] else PROVIDED_VERSION
+    rest = np.flatnonzero(~mask)
+    if len(rest):
+        sub = _embed_frame(out.iloc[rest].drop(columns=["embedding"]), "text", "pin", "pin_embedding")
+        for j, i in enumerate(rest):
+            vectors[i] = sub["embedding"].iloc[j]
+            versions[i] = sub["model_version"].iloc[j]
+    out["embedding"] = vectors
+    out["model_version"] = versions
+    return out
 
 
 def live_query_embedding(inputs: pd.DataFrame) -> pd.DataFrame:
@@ -180,7 +343,7 @@ def live_query_embedding(inputs: pd.DataFrame) -> pd.DataFrame:
     n = len(inputs)
     stored = inputs["embedding"] if "embedding" in inputs else pd.Series([None] * n)
     stored_mv = inputs["model_version"] if "model_version" in inputs else pd.Series([None] * n)
-    have = np.array([v is not None and not (np.isscalar(v) and pd.isna(v)) and len(v) > 0 for v in stored])
+    have = np.array([_has_vector(v) for v in stored], dtype=bool)
     vectors: list[Any] = [None] * n
     source = np.where(have, "store", "live").tolist()
     versions: list[Any] = [None] * n
