@@ -96,7 +96,7 @@ def cmd_pin_stats(args: argparse.Namespace) -> int:
 
 
 def _source(args: argparse.Namespace) -> tuple[Any, str]:
-    from encoders.relevance.features import DatasetFeatureSource, FeastFeatureSource
+    from encoders.relevance.feature_sources import DatasetFeatureSource, FeastFeatureSource
 
     if args.repo is not None:
         if not (args.repo / "feature_store.yaml").is_file():

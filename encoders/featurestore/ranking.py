@@ -173,7 +173,7 @@ def _rerank(store: Any, repo: Path, query: str, student_dir: Path, k: int, resul
             cand_ids: list[str], scores: np.ndarray, texts: dict[str, str]) -> RankResult:
     """Score the found candidates with the student and keep the top ``k`` by student grade."""
     from encoders.normalize import normalize_query
-    from encoders.relevance.features import FeastFeatureSource
+    from encoders.relevance.feature_sources import FeastFeatureSource
     from encoders.relevance.student import StudentScorer
 
     keep = [i for i in range(len(cand_ids)) if np.isfinite(scores[i])]

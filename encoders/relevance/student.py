@@ -200,7 +200,7 @@ def _jsonable(v: Any) -> Any:
 def training_source(manifest: dict[str, Any], threads: int = 2) -> FeatureSource:
     """The feature source a student was trained with (``training.source`` = ``feast:REPO``,
     ``bundle:B`` or ``run:R``, with ``training.dataset``); a :class:`StudentError` if it is gone."""
-    from encoders.relevance.features import DatasetFeatureSource, FeastFeatureSource
+    from encoders.relevance.feature_sources import DatasetFeatureSource, FeastFeatureSource
 
     training = manifest.get("training", {})
     kind, _, where = str(training.get("source", "")).partition(":")

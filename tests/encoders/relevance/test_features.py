@@ -10,10 +10,10 @@ import pytest
 from relevance_helpers import HashSource, make_dataset
 
 from encoders.relevance.engagement_stats import STAT_COLUMNS
+from encoders.relevance.feature_sources import DatasetFeatureSource
 from encoders.relevance.features import (
     STAT_FEATURES,
     TEXT_FEATURES,
-    DatasetFeatureSource,
     FeatureSourceError,
     ProductProjection,
     StudentFeaturizer,

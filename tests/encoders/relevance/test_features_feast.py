@@ -19,9 +19,8 @@ from relevance_helpers import make_dataset, make_labels
 from encoders.cli.main import main
 from encoders.featurestore.sources import append_pins, append_queries
 from encoders.relevance.engagement_stats import STAT_COLUMNS, pin_engagement_stats, read_engagements
+from encoders.relevance.feature_sources import DatasetFeatureSource, FeastFeatureSource
 from encoders.relevance.features import (
-    DatasetFeatureSource,
-    FeastFeatureSource,
     ProductProjection,
     StudentFeaturizer,
     TextIndex,

@@ -46,7 +46,7 @@ def test_train_student_with_a_bundle(data: dict, tiny_onnx_bundle: Path, capsys:
     card = (out / "MODEL_CARD.md").read_text()
     assert "| family | lightgbm |" in card and f"{manifest['training']['train_rows']} / " in card
     assert main(args) == 0  # re-training into a student directory overwrites it
-    from encoders.relevance.features import DatasetFeatureSource
+    from encoders.relevance.feature_sources import DatasetFeatureSource
     from encoders.relevance.student import StudentScorer
 
     frame = pd.read_parquet(data["labels"]).head(50)
