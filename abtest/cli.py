@@ -25,8 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from encoders.cli.arguments import command_group, positive_int
-from encoders.cli.main import CLIError
+from encoders.cli_support import CLIError, command_group, positive_int
 
 
 def _share(text: str) -> float:

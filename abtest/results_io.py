@@ -5,6 +5,12 @@ Files (documented in ``docs/abtest.md``): ``summary.json``, ``results.parquet`` 
 ``relevance.json`` (when served results and judgments exist), ``relevance_ppi.json`` and
 ``relevance_ppi_per_query.parquet`` (when served results and model labels exist). JSON floats ``nan``/``inf`` are
 written as ``null`` / ``"inf"`` / ``"-inf"`` so any JSON reader can load them.
+
+Both sides of the contract are here: :func:`write_results` writes the directory, and the readers
+(:func:`read_summary`, :func:`read_results_table`, :func:`read_timeseries`,
+:func:`read_relevance`, :func:`read_relevance_ppi` ...) read it back with the schema checked,
+raising :class:`ResultsFileError` whose message names the file and the command that writes it.
+The file names and required columns are declared once, below.
 """
 
 from __future__ import annotations
@@ -22,6 +28,30 @@ from abtest.relevance_ppi import PPIRelevance
 from abtest.relevance_report import RelevanceReport
 
 SCHEMA_VERSION = 1
+
+# The results directory's files (docs/abtest.md).
+SUMMARY = "summary.json"
+RESULTS = "results.parquet"
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+TIMESERIES = "timeseries.parquet"
+RELEVANCE = "relevance.json"
+RELEVANCE_PER_QUERY = "relevance_per_query.parquet"
+RELEVANCE_PPI = "relevance_ppi.json"
+RELEVANCE_PPI_PER_QUERY = "relevance_ppi_per_query.parquet"
+USERS = "users.parquet"
+
+#: Where a results directory comes from, quoted in every reader error.
+ANALYZE_HINT = "written by `searchsage abtest analyze LOGS --control NAME --out RESULTS_DIR`"
+# Columns (keys) a reader requires of each file.
+RESULT_COLUMNS = ("metric", "role", "segment", "treatment", "control_value", "treatment_value", "abs_delta",
+                  "abs_ci_low", "abs_ci_high", "rel_delta", "rel_ci_low", "rel_ci_high", "p_value",
+                  "p_value_adjusted", "significant")
+SERIES_COLUMNS = ("series", "day", "metric", "arm", "value", "rel_delta", "rel_ci_low", "rel_ci_high")
+PER_QUERY_COLUMNS = ("query", "arm", "ndcg_at_k", "precision_at_k", "served_pin_ids")
+PPI_PER_QUERY_COLUMNS = ("query", "arm", "judged", "ndcg_at_k_human", "ndcg_at_k_model")
+RELEVANCE_KEYS = ("mean", "comparisons")
+PPI_KEYS = ("mode", "arms", "comparisons", "agreement", "judged_fraction")
 
 
 def clean_json(obj: Any) -> Any:
@@ -144,21 +174,112 @@ def write_results(
     """Write ``out_root/<experiment>/`` and return that directory."""
     out = Path(out_root) / res.experiment
     out.mkdir(parents=True, exist_ok=True)
-    files = ["summary.json", "results.parquet", "results.json", "results.md"]
-    res.results.to_parquet(out / "results.parquet", index=False)
-    (out / "results.json").write_text(json.dumps(clean_json(res.results.to_dict(orient="records")), indent=1))
+    files = [SUMMARY, RESULTS, RESULTS_JSON, RESULTS_MD]
+    res.results.to_parquet(out / RESULTS, index=False)
+    (out / RESULTS_JSON).write_text(json.dumps(clean_json(res.results.to_dict(orient="records")), indent=1))
     if timeseries is not None:
-        timeseries.to_parquet(out / "timeseries.parquet", index=False)
-        files.append("timeseries.parquet")
+        timeseries.to_parquet(out / TIMESERIES, index=False)
+        files.append(TIMESERIES)
     if relevance is not None:
-        relevance.per_query.to_parquet(out / "relevance_per_query.parquet", index=False)
-        (out / "relevance.json").write_text(json.dumps(clean_json(relevance.summary), indent=1))
-        files += ["relevance_per_query.parquet", "relevance.json"]
+        relevance.per_query.to_parquet(out / RELEVANCE_PER_QUERY, index=False)
+        (out / RELEVANCE).write_text(json.dumps(clean_json(relevance.summary), indent=1))
+        files += [RELEVANCE_PER_QUERY, RELEVANCE]
     if relevance_ppi is not None:
-        relevance_ppi.per_query.to_parquet(out / "relevance_ppi_per_query.parquet", index=False)
-        (out / "relevance_ppi.json").write_text(json.dumps(clean_json(relevance_ppi.summary), indent=1))
-        files += ["relevance_ppi_per_query.parquet", "relevance_ppi.json"]
+        relevance_ppi.per_query.to_parquet(out / RELEVANCE_PPI_PER_QUERY, index=False)
+        (out / RELEVANCE_PPI).write_text(json.dumps(clean_json(relevance_ppi.summary), indent=1))
+        files += [RELEVANCE_PPI_PER_QUERY, RELEVANCE_PPI]
     summary = build_summary(res, meta or {}, files)
-    (out / "results.md").write_text(results_markdown(res, summary))
-    (out / "summary.json").write_text(json.dumps(clean_json(summary), indent=1))
+    (out / RESULTS_MD).write_text(results_markdown(res, summary))
+    (out / SUMMARY).write_text(json.dumps(clean_json(summary), indent=1))
     return out
+
+
+# --- reading ----------------------------------------------------------------------------------------------
+
+
+class ResultsFileError(ValueError):
+    """A result file is missing or malformed; the message names the file and the fix."""
+
+
+def json_float(v: Any) -> float:
+    """A JSON value written by :func:`clean_json` → float (null → nan, "inf" → inf)."""
+    if v is None:
+        return math.nan
+    if isinstance(v, str):
+        return {"inf": math.inf, "-inf": -math.inf}.get(v, math.nan)
+    return float(v)
+
+
+def read_json(path: Path, what: str) -> dict:
+    """A JSON object from ``path``; raises :class:`ResultsFileError` naming ``what`` wrote it."""
+    if not path.is_file():
+        raise ResultsFileError(f"{path} not found ({what})")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsFileError(f"{path} is not valid JSON ({exc}); it is {what} — re-run that command") from None
+    if not isinstance(data, dict):
+        raise ResultsFileError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def read_parquet(path: Path, columns: tuple[str, ...], what: str) -> pd.DataFrame:
+    """A parquet table that must hold ``columns``; raises :class:`ResultsFileError` otherwise."""
+    if not path.is_file():
+        raise ResultsFileError(f"{path} not found ({what})")
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise ResultsFileError(f"{path} is not a readable parquet file ({type(exc).__name__}: {exc})") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ResultsFileError(f"{path}: missing column(s) {missing}; expected {list(columns)} ({what})")
+    return df
+
+
+def check_summary(summary: dict, path: Path) -> None:
+    """Raise unless ``summary.json`` has the keys every reader relies on."""
+    need = {"experiment": str, "control": str, "users_per_arm": dict, "srm": dict}
+    for key, typ in need.items():
+        if not isinstance(summary.get(key), typ):
+            raise ResultsFileError(f"{path}: key {key!r} missing or not a {typ.__name__} ({ANALYZE_HINT})")
+    if not isinstance(summary["srm"].get("passed"), bool):
+        raise ResultsFileError(f"{path}: key 'srm.passed' missing or not true/false ({ANALYZE_HINT})")
+
+
+def read_summary(exp_dir: Path) -> dict:
+    """``exp_dir/summary.json``, checked (:func:`check_summary`)."""
+    summary = read_json(exp_dir / SUMMARY, ANALYZE_HINT)
+    check_summary(summary, exp_dir / SUMMARY)
+    return summary
+
+
+def read_results_table(exp_dir: Path) -> pd.DataFrame:
+    """``exp_dir/results.parquet`` with the :data:`RESULT_COLUMNS`."""
+    return read_parquet(exp_dir / RESULTS, RESULT_COLUMNS, ANALYZE_HINT)
+
+
+def read_timeseries(exp_dir: Path) -> pd.DataFrame:
+    """``exp_dir/timeseries.parquet`` with the :data:`SERIES_COLUMNS`."""
+    return read_parquet(exp_dir / TIMESERIES, SERIES_COLUMNS, ANALYZE_HINT)
+
+
+def read_relevance(exp_dir: Path) -> tuple[dict, pd.DataFrame]:
+    """``relevance.json`` (with :data:`RELEVANCE_KEYS`) and ``relevance_per_query.parquet``."""
+    data = read_json(exp_dir / RELEVANCE, ANALYZE_HINT)
+    for key in RELEVANCE_KEYS:
+        if key not in data:
+            raise ResultsFileError(f"{exp_dir / RELEVANCE}: key {key!r} missing ({ANALYZE_HINT})")
+    return data, read_parquet(exp_dir / RELEVANCE_PER_QUERY, PER_QUERY_COLUMNS, ANALYZE_HINT)
+
+
+def read_relevance_ppi(exp_dir: Path) -> tuple[dict, pd.DataFrame | None]:
+    """``relevance_ppi.json`` (with :data:`PPI_KEYS`) and its per-query table when present."""
+    data = read_json(exp_dir / RELEVANCE_PPI, ANALYZE_HINT)
+    missing = [k for k in PPI_KEYS if k not in data]
+    if missing:
+        raise ResultsFileError(f"{exp_dir / RELEVANCE_PPI}: key(s) {missing} missing ({ANALYZE_HINT})")
+    per_query = None
+    if (exp_dir / RELEVANCE_PPI_PER_QUERY).is_file():
+        per_query = read_parquet(exp_dir / RELEVANCE_PPI_PER_QUERY, PPI_PER_QUERY_COLUMNS, ANALYZE_HINT)
+    return data, per_query

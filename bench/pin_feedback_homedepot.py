@@ -1,4 +1,4 @@
-"""Pin-space pseudo-relevance feedback (:class:`encoders.model.pin_feedback.PinFeedback`) on Home Depot.
+"""Pin-space pseudo-relevance feedback (:class:`encoders.runtime.pin_feedback.PinFeedback`) on Home Depot.
 
 For each run directory (and the zero-shot base model with ``--zero-shot``), encodes the split's
 queries once, then scores Recall@10/@100 without feedback and for every ``(k, weight)`` of the grid
@@ -27,8 +27,9 @@ import numpy as np
 from train_homedepot import _commit, eval_pairs
 
 from encoders.eval.bootstrap import paired_bootstrap_diff
-from encoders.eval.retrieval import exact_top_k, pair_hit_rank, per_query_hits, recall_at_k
-from encoders.model.pin_feedback import PinFeedback
+from encoders.eval.retrieval import pair_hit_rank, per_query_hits, recall_at_k
+from encoders.runtime.pin_feedback import PinFeedback
+from encoders.runtime.vectors import exact_top_k
 
 RESULTS = Path(__file__).parent / "results" / "pin_feedback_homedepot.jsonl"
 

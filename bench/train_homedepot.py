@@ -26,7 +26,8 @@ import numpy as np
 
 from encoders.data.schema import DatasetPaths, pin_embedding_matrix, read_table
 from encoders.data.split import is_eval_query, is_validation_query
-from encoders.eval.retrieval import exact_top_k, pair_hit_rank, recall_at_k
+from encoders.eval.retrieval import pair_hit_rank, recall_at_k
+from encoders.runtime.vectors import exact_top_k
 
 RESULTS = Path(__file__).parent / "results" / "train_homedepot.jsonl"
 

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from encoders.cli.main import CLIError
+from encoders.cli_support import CLIError
 
 APP = Path(__file__).resolve().parent / "app.py"
 

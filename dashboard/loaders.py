@@ -2,14 +2,13 @@
 
 Pure I/O (no Streamlit). Every failure is a :class:`DashboardDataError` whose message says which
 file is missing or malformed and which command writes it, so a page can show it instead of a
-traceback. Layouts: the A/B results directory of ``docs/abtest.md`` (``summary.json``,
-``results.parquet``, ``timeseries.parquet``, ``relevance.json``, ``relevance_per_query.parquet``,
-``users.parquet``, optionally ``relevance_ppi.json`` + ``relevance_ppi_per_query.parquet``) and a bundle's ``eval_report.json`` (``encoders.eval.report``).
+traceback. The files' names and schemas are not repeated here: the A/B results directory of
+``docs/abtest.md`` is read through :mod:`abtest.results_io` (which also writes it), a bundle's
+``eval_report.json`` through :func:`encoders.eval.report.read_report_json`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,64 +17,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SUMMARY = "summary.json"
-RESULTS = "results.parquet"
-TIMESERIES = "timeseries.parquet"
-RELEVANCE = "relevance.json"
-RELEVANCE_PER_QUERY = "relevance_per_query.parquet"
-RELEVANCE_PPI = "relevance_ppi.json"
-RELEVANCE_PPI_PER_QUERY = "relevance_ppi_per_query.parquet"
-USERS = "users.parquet"
-EVAL_REPORT = "eval_report.json"
+from abtest.results_io import (
+    RELEVANCE,
+    RELEVANCE_PER_QUERY,
+    RELEVANCE_PPI,
+    SUMMARY,
+    TIMESERIES,
+    USERS,
+    ResultsFileError,
+    read_json,
+    read_parquet,
+    read_relevance,
+    read_relevance_ppi,
+    read_results_table,
+    read_summary,
+    read_timeseries,
+)
+from abtest.results_io import json_float as _json_float
 
-ANALYZE_HINT = "written by `searchsage abtest analyze LOGS --control NAME --out RESULTS_DIR`"
-RESULT_COLUMNS = ("metric", "role", "segment", "treatment", "control_value", "treatment_value", "abs_delta",
-                  "abs_ci_low", "abs_ci_high", "rel_delta", "rel_ci_low", "rel_ci_high", "p_value",
-                  "p_value_adjusted", "significant")
-SERIES_COLUMNS = ("series", "day", "metric", "arm", "value", "rel_delta", "rel_ci_low", "rel_ci_high")
-PER_QUERY_COLUMNS = ("query", "arm", "ndcg_at_k", "precision_at_k", "served_pin_ids")
-PPI_PER_QUERY_COLUMNS = ("query", "arm", "judged", "ndcg_at_k_human", "ndcg_at_k_model")
-PPI_KEYS = ("mode", "arms", "comparisons", "agreement", "judged_fraction")
-
-
-class DashboardDataError(ValueError):
-    """A result file is missing or malformed; the message names the file and the fix."""
-
-
-def _json_float(v: Any) -> float:
-    """JSON value written by ``abtest.results_io.clean_json`` → float (null → nan, "inf" → inf)."""
-    if v is None:
-        return math.nan
-    if isinstance(v, str):
-        return {"inf": math.inf, "-inf": -math.inf}.get(v, math.nan)
-    return float(v)
-
-
-def read_json(path: Path, what: str) -> dict:
-    """A JSON object from ``path``; raises :class:`DashboardDataError` naming ``what`` wrote it."""
-    if not path.is_file():
-        raise DashboardDataError(f"{path} not found ({what})")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DashboardDataError(f"{path} is not valid JSON ({exc}); it is {what} — re-run that command") from None
-    if not isinstance(data, dict):
-        raise DashboardDataError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def read_parquet(path: Path, columns: tuple[str, ...], what: str) -> pd.DataFrame:
-    """A parquet table that must hold ``columns``; raises :class:`DashboardDataError` otherwise."""
-    if not path.is_file():
-        raise DashboardDataError(f"{path} not found ({what})")
-    try:
-        df = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for corrupt files
-        raise DashboardDataError(f"{path} is not a readable parquet file ({type(exc).__name__}: {exc})") from None
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise DashboardDataError(f"{path}: missing column(s) {missing}; expected {list(columns)} ({what})")
-    return df
+#: Every failure a page shows: the results directory's own reader error (an alias, so one type).
+DashboardDataError = ResultsFileError
 
 
 @dataclass
@@ -103,22 +64,11 @@ class ExperimentStatus:
                 "significant decision metrics": sig, "problem": self.error or ""}
 
 
-def check_summary(summary: dict, path: Path) -> None:
-    """Raise unless ``summary.json`` has the keys the dashboard reads."""
-    need = {"experiment": str, "control": str, "users_per_arm": dict, "srm": dict}
-    for key, typ in need.items():
-        if not isinstance(summary.get(key), typ):
-            raise DashboardDataError(f"{path}: key {key!r} missing or not a {typ.__name__} ({ANALYZE_HINT})")
-    if not isinstance(summary["srm"].get("passed"), bool):
-        raise DashboardDataError(f"{path}: key 'srm.passed' missing or not true/false ({ANALYZE_HINT})")
-
-
 def experiment_status(exp_dir: Path) -> ExperimentStatus:
     """Status of one experiment directory from its ``summary.json`` (errors go into ``.error``)."""
     status = ExperimentStatus(name=exp_dir.name, path=exp_dir)
     try:
-        summary = read_json(exp_dir / SUMMARY, ANALYZE_HINT)
-        check_summary(summary, exp_dir / SUMMARY)
+        summary = read_summary(exp_dir)
     except DashboardDataError as exc:
         status.error = str(exc)
         return status
@@ -192,24 +142,19 @@ def load_experiment(results_root: str | Path, name: str) -> Experiment:
     d = Path(results_root) / name
     if not d.is_dir():
         raise DashboardDataError(f"experiment directory {d} does not exist")
-    summary = read_json(d / SUMMARY, ANALYZE_HINT)
-    check_summary(summary, d / SUMMARY)
-    results = read_parquet(d / RESULTS, RESULT_COLUMNS, ANALYZE_HINT)
+    summary = read_summary(d)
+    results = read_results_table(d)
     exp = Experiment(name=name, path=d, summary=summary, results=results)
     if (d / TIMESERIES).is_file():
         try:
-            exp.timeseries = read_parquet(d / TIMESERIES, SERIES_COLUMNS, ANALYZE_HINT)
+            exp.timeseries = read_timeseries(d)
         except DashboardDataError as exc:
             exp.notes.append(str(exc))
     else:
         exp.notes.append(f"{d / TIMESERIES} not found: no per-day data (the input had no user_days.parquet)")
     if (d / RELEVANCE).is_file() or (d / RELEVANCE_PER_QUERY).is_file():
         try:
-            exp.relevance = read_json(d / RELEVANCE, ANALYZE_HINT)
-            for key in ("mean", "comparisons"):
-                if key not in exp.relevance:
-                    raise DashboardDataError(f"{d / RELEVANCE}: key {key!r} missing ({ANALYZE_HINT})")
-            exp.relevance_per_query = read_parquet(d / RELEVANCE_PER_QUERY, PER_QUERY_COLUMNS, ANALYZE_HINT)
+            exp.relevance, exp.relevance_per_query = read_relevance(d)
         except DashboardDataError as exc:
             exp.relevance, exp.relevance_per_query = None, None
             exp.notes.append(str(exc))
@@ -228,14 +173,7 @@ def load_relevance_ppi(exp: Experiment) -> None:
                          "model_labels.parquet next to the logs when analysing")
         return
     try:
-        data = read_json(d / RELEVANCE_PPI, ANALYZE_HINT)
-        missing = [k for k in PPI_KEYS if k not in data]
-        if missing:
-            raise DashboardDataError(f"{d / RELEVANCE_PPI}: key(s) {missing} missing ({ANALYZE_HINT})")
-        per_query = None
-        if (d / RELEVANCE_PPI_PER_QUERY).is_file():
-            per_query = read_parquet(d / RELEVANCE_PPI_PER_QUERY, PPI_PER_QUERY_COLUMNS, ANALYZE_HINT)
-        exp.relevance_ppi, exp.relevance_ppi_per_query = data, per_query
+        exp.relevance_ppi, exp.relevance_ppi_per_query = read_relevance_ppi(d)
     except DashboardDataError as exc:
         exp.notes.append(str(exc))
 
@@ -276,16 +214,12 @@ def load_users(path: Path, columns: list[str]) -> pd.DataFrame:
 
 def load_eval_report(bundle: str | Path) -> dict:
     """The bundle's ``eval_report.json`` (from ``searchsage evaluate``, copied by ``searchsage export``)."""
-    path = Path(bundle) / EVAL_REPORT
-    what = "written by `searchsage evaluate --run RUN` and copied into the bundle by `searchsage export`"
-    report = read_json(path, what)
-    systems = report.get("systems")
-    if not isinstance(systems, list) or not systems:
-        raise DashboardDataError(f"{path}: key 'systems' missing or empty — not a training/eval report ({what})")
-    for i, s in enumerate(systems):
-        if not isinstance(s, dict) or not {"name", "recall", "ndcg", "precision"} <= set(s):
-            raise DashboardDataError(f"{path}: systems[{i}] needs name, recall, ndcg, precision ({what})")
-    return report
+    from encoders.eval.report import REPORT_JSON, ReportFileError, read_report_json
+
+    try:
+        return read_report_json(Path(bundle) / REPORT_JSON)
+    except ReportFileError as exc:
+        raise DashboardDataError(str(exc)) from None
 
 
 def read_manifest(bundle: str | Path, kind: str = "query") -> dict:

@@ -8,8 +8,9 @@ frozen ``embedding`` as it is, else the ONNX bundle from ``$SEARCHSAGE_BUNDLE``.
 serves any query in one ``get_online_features`` call: the stored embedding if materialised, else
 encoded live.
 
-The declared vector length is ``$SEARCHSAGE_EMBEDDING_DIM``, else the D of ``$SEARCHSAGE_BUNDLE``,
-else 384; a bundle of another D is refused at ``feast apply`` (one line, no traceback) and at
+Names, join keys, the tower tag and the declared vector length follow the contract in
+:mod:`encoders.featurestore.contract`. The declared vector length is ``$SEARCHSAGE_EMBEDDING_DIM``,
+else the D of ``$SEARCHSAGE_BUNDLE``, else 384; a bundle of another D is refused at ``feast apply`` (one line, no traceback) and at
 materialisation. Relative bundle paths are taken from the directory ``feast`` was started in.
 
 ``pin_engagement`` (per-pin engagement statistics of training queries, the relevance student's
@@ -37,13 +38,28 @@ from feast import (
 )
 from feast.types import Array, Float32, Float64, Int64, String
 
-from encoders.featurestore.udfs import (
+from encoders.featurestore.contract import (
+    DEFAULT_DIM,
+    EMBEDDING_FIELD,
+    MODEL_VERSION_FIELD,
+    PIN_ENTITY,
+    PIN_JOIN_KEY,
+    PIN_VIEW,
+    QUERY_ENTITY,
+    QUERY_JOIN_KEY,
+    QUERY_VECTOR_VIEW,
+    QUERY_VIEW,
+    RANKER_PINS_SERVICE,
+    RANKER_QUERY_SERVICE,
     TOWER_TAG,
+    TOWERS,
+    env_dim,
+)
+from encoders.featurestore.udfs import (
     bundle_dim,
     check_dim,
-    embed_pins,
+    embed_pin_rows,
     embed_queries,
-    env_dim,
     is_feast_cli,
     live_query_embedding,
 )
@@ -55,11 +71,11 @@ warnings.filterwarnings("ignore", message=".*experimental.*", category=RuntimeWa
 def _declared_dim() -> int:
     """$SEARCHSAGE_EMBEDDING_DIM, else the bundle's D, else 384; both towers must match it."""
     declared = env_dim()
-    dims = {kind: bundle_dim(kind) for kind in ("query", "pin")}
-    dim = declared or dims["pin"] or dims["query"] or 384
-    for kind, actual in dims.items():
+    dims = {view: bundle_dim(kind) for view, kind in TOWERS.items()}
+    dim = declared or dims[PIN_VIEW] or dims[QUERY_VIEW] or DEFAULT_DIM
+    for view, actual in dims.items():
         if actual is not None:
-            check_dim(f"{kind}_embedding", dim, kind, actual)
+            check_dim(view, dim, TOWERS[view], actual)
     return dim
 
 
@@ -69,13 +85,13 @@ except (FileNotFoundError, ValueError) as _exc:
     if is_feast_cli():  # the feast CLI: one line, not a traceback
         raise SystemExit(f"error: {_exc}") from None
     raise
-TTL = timedelta(days=int(os.environ.get("SEARCHSAGE_EMBEDDING_TTL_DAYS", "30")))
+TTL = timedelta(days=int(os.environ.get("SEARCHSAGE_EMBEDDING_TTL_DAYS") or 30))
 
 query = Entity(
-    name="query", join_keys=["query"], value_type=ValueType.STRING,
+    name=QUERY_ENTITY, join_keys=[QUERY_JOIN_KEY], value_type=ValueType.STRING,
     description="Normalised query text (encoders.normalize.normalize_query).",
 )
-pin = Entity(name="pin", join_keys=["pin_id"], value_type=ValueType.STRING, description="Pin id.")
+pin = Entity(name=PIN_ENTITY, join_keys=[PIN_JOIN_KEY], value_type=ValueType.STRING, description="Pin id.")
 
 raw_queries = FileSource(
     name="raw_queries", path="data/queries.parquet", timestamp_field="event_timestamp",
@@ -95,21 +111,21 @@ def _udf_source(name: str) -> str:
 def _schema(key: str) -> list[Field]:
     return [
         Field(name=key, dtype=String),
-        Field(name="embedding", dtype=Array(Float32), vector_length=DIM),
-        Field(name="model_version", dtype=String),
+        Field(name=EMBEDDING_FIELD, dtype=Array(Float32), vector_length=DIM),
+        Field(name=MODEL_VERSION_FIELD, dtype=String),
     ]
 
 
 query_embedding = BatchFeatureView(
-    name="query_embedding", entities=[query], mode="pandas", udf=embed_queries,
-    udf_string=_udf_source("embed_queries"), source=raw_queries, schema=_schema("query"),
-    ttl=TTL, online=True, offline=False, tags={TOWER_TAG: "query"},
+    name=QUERY_VIEW, entities=[query], mode="pandas", udf=embed_queries,
+    udf_string=_udf_source("embed_queries"), source=raw_queries, schema=_schema(QUERY_JOIN_KEY),
+    ttl=TTL, online=True, offline=False, tags={TOWER_TAG: TOWERS[QUERY_VIEW]},
     description="SearchSage query embedding (query tower of the ONNX bundle).",
 )
 pin_embedding = BatchFeatureView(
-    name="pin_embedding", entities=[pin], mode="pandas", udf=embed_pins,
-    udf_string=_udf_source("embed_pins"), source=raw_pins, schema=_schema("pin_id"),
-    ttl=TTL, online=True, offline=False, tags={TOWER_TAG: "pin"},
+    name=PIN_VIEW, entities=[pin], mode="pandas", udf=embed_pin_rows,
+    udf_string=_udf_source("embed_pin_rows"), source=raw_pins, schema=_schema(PIN_JOIN_KEY),
+    ttl=TTL, online=True, offline=False, tags={TOWER_TAG: TOWERS[PIN_VIEW]},
     description="Pin embedding (pin tower of the ONNX bundle; the frozen item space).",
 )
 
@@ -117,7 +133,7 @@ query_request = RequestSource(name="query_request", schema=[Field(name="query_te
 
 
 query_vector = OnDemandFeatureView(
-    name="query_vector",
+    name=QUERY_VECTOR_VIEW,
     sources=[query_embedding, query_request],
     schema=[
         Field(name="query_vector", dtype=Array(Float32)),
@@ -134,12 +150,12 @@ query_vector = OnDemandFeatureView(
 # because both views name their vector `embedding`: in one request without full_feature_names the pin's
 # column would shadow the query's stored embedding inside the ODFV (it would always encode live).
 ranker_query = FeatureService(
-    name="ranker_query",
+    name=RANKER_QUERY_SERVICE,
     features=[query_vector],
     description="A query vector for any query: stored when materialised, else encoded live (rows: query, query_text).",
 )
 ranker_pins = FeatureService(
-    name="ranker_pins",
+    name=RANKER_PINS_SERVICE,
     features=[pin_embedding],
     description="Candidate pin embeddings and their model version (rows: pin_id).",
 )
@@ -154,7 +170,7 @@ if (Path(__file__).resolve().parent / SOURCE_FILE).is_file():
     )
     pin_engagement = FeatureView(
         name=VIEW_NAME, entities=[pin], source=pin_engagement_source, ttl=TTL, online=True,
-        schema=[Field(name="pin_id", dtype=String),
+        schema=[Field(name=PIN_JOIN_KEY, dtype=String),
                 *(Field(name=c, dtype=Int64 if c in COUNT_COLUMNS else Float64) for c in STAT_COLUMNS)],
         description="Pin engagement counts (all, per action, last 30 days), distinct queries, smoothed "
                     "engagements per query; train-split queries only.",

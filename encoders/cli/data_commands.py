@@ -12,8 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
-from encoders.cli.arguments import command_group, positive_int
-from encoders.cli.main import CLIError
+from encoders.cli_support import CLIError, command_group, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -35,7 +35,8 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from encoders.cli.main import CLIError
+    from encoders.cli.main import main
+    from encoders.cli_support import CLIError
     from encoders.demo.plan import DemoConfig
     from encoders.demo.runner import DemoStepFailed, run_demo
     from encoders.featurestore.redis_server import RedisUnavailable
@@ -48,7 +49,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         query_for_rank=args.query, retrain=args.retrain,
     )
     try:
-        summary = run_demo(cfg)
+        summary = run_demo(cfg, searchsage=main)  # each step: the argv it prints, in-process
     except (DemoStepFailed, RedisUnavailable) as exc:
         raise CLIError(str(exc)) from None
     if args.dashboard:

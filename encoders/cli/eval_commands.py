@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from encoders.cli.arguments import add_pin_feedback_options, pin_feedback_from_args
-from encoders.cli.main import CLIError
+from encoders.cli_support import CLIError, add_pin_feedback_options, pin_feedback_from_args
 
 
 def _int_list(text: str) -> list[int]:

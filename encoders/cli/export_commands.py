@@ -7,7 +7,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from encoders.cli.arguments import add_pin_feedback_options, pin_feedback_from_args
+from encoders.cli_support import add_pin_feedback_options, pin_feedback_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from encoders.cli.main import CLIError
+    from encoders.cli_support import CLIError
     from encoders.export.bundle import ExportOptions, export_bundle
     from encoders.export.parity import ParityError, ParityThresholds
     from encoders.export.quantize import QuantizeConfig
@@ -82,7 +82,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_encode(args: argparse.Namespace) -> int:
-    from encoders.cli.main import CLIError
+    from encoders.cli_support import CLIError
     from encoders.runtime import BundleEncoder, BundleError
     from encoders.runtime.stream import EncodeInputError, encode_file
 
@@ -111,8 +111,8 @@ def run_encode(args: argparse.Namespace) -> int:
 
 def _pin_feedback(args: argparse.Namespace):  # -> PinFeedbackIndex
     """The ``--pin-feedback`` pin index with ``--prf-k``/``--prf-weight`` (a CLIError naming the file or flag)."""
-    from encoders.cli.main import CLIError
-    from encoders.runtime.feedback import load_pin_feedback
+    from encoders.cli_support import CLIError
+    from encoders.runtime.pin_feedback import load_pin_feedback
 
     if args.kind != "query":
         raise CLIError("--pin-feedback refines query embeddings; it needs --kind query")

@@ -89,7 +89,7 @@ def register(subparsers: Any) -> None:
 
 
 def _cli_error(exc: BaseException) -> Exception:
-    from encoders.cli.main import CLIError
+    from encoders.cli_support import CLIError
 
     return CLIError(str(exc))
 
@@ -155,10 +155,11 @@ def _check_repo(repo: Path) -> None:
 
 def _expected_pin_dim(repo: Path) -> int | None:
     """Vector length pins must have: the applied view's, else $SEARCHSAGE_EMBEDDING_DIM / the bundle's D."""
+    from encoders.featurestore.contract import PIN_VIEW, declared_dim
     from encoders.featurestore.sources import registry_view
-    from encoders.featurestore.udfs import declared_dim, expected_dim
+    from encoders.featurestore.udfs import expected_dim
 
-    view = registry_view(repo, "pin_embedding")
+    view = registry_view(repo, PIN_VIEW)
     return (declared_dim(view) if view is not None else None) or expected_dim()
 
 
@@ -230,7 +231,13 @@ def cmd_rank(args: argparse.Namespace) -> int:
         raise _cli_error(FileNotFoundError(f"--rerank {args.rerank}: no student.json there (write one with "
                                            "`searchsage relevance train-student`)"))
     try:
-        result = _open_ranker(args.repo).rank(args.query, k=args.k, candidates=args.candidates, rerank=args.rerank)
+        ranker = _open_ranker(args.repo)
+        reranker = None
+        if args.rerank is not None:
+            from encoders.relevance.rerank import StudentReranker
+
+            reranker = StudentReranker(args.rerank, args.repo, store=ranker.store)
+        result = ranker.rank(args.query, k=args.k, candidates=args.candidates, rerank=reranker)
     except _ranker_errors() as exc:
         raise _cli_error(exc) from exc
     print(f"query: {result.query!r} (vector from {result.vector_source}, model {result.model_version})")

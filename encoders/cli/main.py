@@ -13,6 +13,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from encoders.cli_support import CLIError  # re-exported: command modules raise it
+
 #: Modules that add sub-commands, in the order they appear in ``--help``.
 COMMAND_MODULES: tuple[str, ...] = (
     "encoders.cli.data_commands",
@@ -26,10 +28,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "encoders.cli.feast_commands",
     "encoders.cli.demo_commands",
 )
-
-
-class CLIError(Exception):
-    """A user-facing error: printed as ``searchsage: error: <message>``, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from encoders.cli.arguments import command_group
+from encoders.cli_support import command_group
 
 #: Modules that add ``searchsage relevance`` sub-commands (each exposes ``register(sub)``).
 SUBCOMMAND_MODULES: tuple[str, ...] = (

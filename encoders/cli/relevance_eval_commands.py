@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from encoders.cli.arguments import positive_int
-from encoders.cli.main import CLIError
+from encoders.cli_support import CLIError, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from encoders.cli.arguments import positive_int
+from encoders.cli_support import positive_int
 
 
 def register(sub: Any) -> None:
@@ -57,7 +57,7 @@ def register(sub: Any) -> None:
 
 
 def _error(msg: str) -> Exception:
-    from encoders.cli.main import CLIError
+    from encoders.cli_support import CLIError
 
     return CLIError(msg)
 

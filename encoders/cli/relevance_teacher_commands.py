@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from encoders.cli.arguments import add_config_options, config_from_args
-from encoders.cli.main import CLIError
+from encoders.cli_support import CLIError, add_config_options, config_from_args
 
 TEACHER_HELP = {
     "base_model": "local transformers directory to fine-tune (default: the packaged all-MiniLM-L6-v2)",

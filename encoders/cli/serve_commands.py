@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from encoders.cli.arguments import add_pin_feedback_options
+from encoders.cli_support import add_pin_feedback_options
 
 
 def _option(p: argparse.ArgumentParser, flag: str, kind: type) -> None:
@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from encoders.cli.main import CLIError
+    from encoders.cli_support import CLIError
     from encoders.featurestore.connection import redact_secrets
     from encoders.featurestore.redis_server import RedisUnavailable
     from encoders.serving.config import ServeConfig, ServeConfigError

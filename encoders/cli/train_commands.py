@@ -102,7 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from encoders.cli.main import CLIError
+    from encoders.cli_support import CLIError
     from encoders.train.config import TrainConfig
     from encoders.train.trainer import TrainDataError, train
 

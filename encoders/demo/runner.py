@@ -3,6 +3,13 @@
 Steps print as ``[i/n] title`` with the command line, so a user can re-run any of them alone.
 Re-running is safe: finished data, embeddings and training runs are reused; Feast
 materialisation overwrites; A/B logs and results are rewritten.
+
+Why the steps go through the command line and not the library functions: the demo's promise is
+that each printed ``searchsage ...`` line, pasted into a shell, does exactly what the demo did
+(argument parsing, defaults, path resolution and error messages included). Running the very argv
+it prints is the only way to keep that true. The demo does not import the CLI (the CLI sits above
+it): ``searchsage demo`` hands its own ``main`` in as ``searchsage=``; without it each step runs as
+``python -m encoders.cli.main ...`` in a child process.
 """
 
 from __future__ import annotations
@@ -14,11 +21,13 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from encoders.demo.online_store import choose_online_store, use_sqlite
 from encoders.demo.plan import DemoConfig, Step, build_plan
+from encoders.featurestore.contract import DIM_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,13 +40,16 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _searchsage(args: list[str]) -> int:
-    from encoders.cli.main import main
-
-    return main(args)
+#: Runs one ``searchsage`` argv and returns its exit status.
+SearchsageRunner = Callable[[list[str]], int]
 
 
-def run_step(step: Step, index: int, total: int, env: dict[str, str]) -> float:
+def _searchsage_subprocess(args: list[str]) -> int:
+    return subprocess.run([sys.executable, "-m", "encoders.cli.main", *args], check=False).returncode
+
+
+def run_step(step: Step, index: int, total: int, env: dict[str, str],
+             searchsage: SearchsageRunner = _searchsage_subprocess) -> float:
     """Run one step, return its wall time (s); raise :class:`DemoStepFailed` on failure."""
     shown = ("searchsage " if step.kind == "searchsage" else "feast ") + " ".join(map(shlex.quote, step.args))
     if step.skip_if_exists is not None and step.skip_if_exists.exists():
@@ -46,7 +58,7 @@ def run_step(step: Step, index: int, total: int, env: dict[str, str]) -> float:
     _say(f"\n[{index}/{total}] {step.title}\n  $ {shown}")
     t0 = time.perf_counter()
     if step.kind == "searchsage":
-        code = _searchsage(step.args)
+        code = searchsage(step.args)
     else:
         feast = str(Path(sys.executable).with_name("feast"))
         code = subprocess.run([feast, *step.args], env=env, check=False).returncode
@@ -87,8 +99,28 @@ def _pick_query(cfg: DemoConfig) -> str:
     return (held_out or sorted(counts, key=lambda c: -c["counts"]))[0]["values"]
 
 
-def run_demo(cfg: DemoConfig) -> dict[str, object]:
-    """Run the whole demo; returns a summary (paths, timings, online store) also written to ``summary.json``."""
+#: Environment the in-process steps after ``feast apply`` need; set while the demo runs, then restored.
+DEMO_ENV_KEYS = ("SEARCHSAGE_BUNDLE", DIM_ENV, "SEARCHSAGE_REDIS")
+
+
+def run_demo(cfg: DemoConfig, searchsage: SearchsageRunner | None = None) -> dict[str, object]:
+    """Run the whole demo; returns a summary (paths, timings, online store) also written to ``summary.json``.
+
+    ``searchsage`` runs one ``searchsage`` argv (``searchsage demo`` passes the CLI's own ``main``);
+    default: a ``python -m encoders.cli.main`` child process per step. The process environment the
+    steps need (:data:`DEMO_ENV_KEYS`) is put back as it was when the demo ends."""
+    saved = {k: os.environ.get(k) for k in DEMO_ENV_KEYS}
+    try:
+        return _run_demo(cfg, searchsage or _searchsage_subprocess)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run_demo(cfg: DemoConfig, run_cli: SearchsageRunner) -> dict[str, object]:
     t_start = time.perf_counter()
     cfg.workdir.mkdir(parents=True, exist_ok=True)
     steps = build_plan(cfg)
@@ -96,7 +128,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, object]:
     timings: dict[str, float] = {}
     env = dict(os.environ)
     for i, step in enumerate(steps, 1):
-        timings[step.title] = run_step(step, i, total, env)
+        timings[step.title] = run_step(step, i, total, env, run_cli)
 
     i = len(steps) + 1
     _say(f"\n[{i}/{total}] online store")
@@ -104,13 +136,13 @@ def run_demo(cfg: DemoConfig) -> dict[str, object]:
     _say(f"  {choice.message}")
     _prepare_repo(cfg)
     dim = json.loads((cfg.bundle_dir / "query" / "manifest.json").read_text())["dim"]
-    env.update(SEARCHSAGE_BUNDLE=str(cfg.bundle_dir), SEARCHSAGE_EMBEDDING_DIM=str(dim),
-               SEARCHSAGE_ENCODER_THREADS=str(cfg.threads))
+    env.update({"SEARCHSAGE_BUNDLE": str(cfg.bundle_dir), DIM_ENV: str(dim),
+                "SEARCHSAGE_ENCODER_THREADS": str(cfg.threads)})
     if choice.kind == "redis":
         env["SEARCHSAGE_REDIS"] = str(choice.connection_string)
     else:
         use_sqlite(cfg.repo_dir)
-    os.environ.update({k: env[k] for k in ("SEARCHSAGE_BUNDLE", "SEARCHSAGE_EMBEDDING_DIM", "SEARCHSAGE_REDIS") if k in env})
+    os.environ.update({k: env[k] for k in DEMO_ENV_KEYS if k in env})
     repo = str(cfg.repo_dir)
     now = (datetime.now(timezone.utc) + timedelta(seconds=1)).isoformat()
     for j, (title, args) in enumerate(
@@ -122,7 +154,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, object]:
     query = _pick_query(cfg)
     i += 3
     timings["rank"] = run_step(Step(f"a ranker query: {query!r}", "searchsage",
-                                    ["rank", query, "--repo", repo, "--bundle", str(cfg.bundle_dir)]), i, total, env)
+                                    ["rank", query, "--repo", repo, "--bundle", str(cfg.bundle_dir)]), i, total, env,
+                                run_cli)
 
     i += 1
     logs, results = str(cfg.logs_dir), str(cfg.results_dir)
@@ -130,11 +163,11 @@ def run_demo(cfg: DemoConfig) -> dict[str, object]:
     sim = ["abtest", "simulate", "--data", str(cfg.dataset_dir), "--out", logs, "--users", str(users),
            "--days", str(cfg.days), "--treatment-bundle", str(cfg.bundle_dir), "--treatment-strategy", "embedding"]
     timings["simulate"] = run_step(Step("simulate an A/B test: BM25 (control) vs SearchSage retrieval", "searchsage", sim),
-                                   i, total, env)
+                                   i, total, env, run_cli)
     shutil.rmtree(cfg.results_dir, ignore_errors=True)
     timings["analyze"] = run_step(Step("analyse it (CUPED, delta method, Holm, SRM, relevance)", "searchsage",
                                        ["abtest", "analyze", logs, "--control", "control", "--out", results]),
-                                  i + 1, total, env)
+                                  i + 1, total, env, run_cli)
 
     elapsed = time.perf_counter() - t_start
     summary = {

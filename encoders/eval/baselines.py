@@ -141,9 +141,3 @@ def pin_tower_matches_zero_shot(dataset_dir: str | Path, base_model: str | Path)
         return bool(fingerprint == model_fingerprint(base_model))  # same model copied elsewhere
     except (OSError, ImportError):
         return False
-
-
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Row-wise L2 normalisation of ``(N, D)`` float32 (zero rows stay zero)."""
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(n, 1e-12)).astype(np.float32, copy=False)

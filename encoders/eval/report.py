@@ -37,6 +37,34 @@ from encoders.eval.systems import BASELINES, SystemOptions, SystemRun, run_syste
 REPORT_JSON = "eval_report.json"
 REPORT_MD = "eval_report.md"
 DEFAULT_RELEVANT_GRADE = 2.67
+#: Where an ``eval_report.json`` comes from, quoted in :func:`read_report_json`'s errors.
+REPORT_HINT = "written by `searchsage evaluate --run RUN` and copied into the bundle by `searchsage export`"
+
+
+class ReportFileError(ValueError):
+    """An ``eval_report.json`` is missing or malformed; the message names the file and the fix."""
+
+
+def read_report_json(path: str | Path) -> dict:
+    """The raw ``eval_report.json`` object at ``path``, its ``systems`` checked (each needs ``name``,
+    ``recall``, ``ndcg``, ``precision``); :class:`ReportFileError` otherwise. Readers that want the
+    dataclasses use :meth:`EvalReport.read_json`."""
+    p = Path(path)
+    if not p.is_file():
+        raise ReportFileError(f"{p} not found ({REPORT_HINT})")
+    try:
+        report = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportFileError(f"{p} is not valid JSON ({exc}); it is {REPORT_HINT} — re-run that command") from None
+    if not isinstance(report, dict):
+        raise ReportFileError(f"{p}: expected a JSON object, got {type(report).__name__}")
+    systems = report.get("systems")
+    if not isinstance(systems, list) or not systems:
+        raise ReportFileError(f"{p}: key 'systems' missing or empty — not a training/eval report ({REPORT_HINT})")
+    for i, s in enumerate(systems):
+        if not isinstance(s, dict) or not {"name", "recall", "ndcg", "precision"} <= set(s):
+            raise ReportFileError(f"{p}: systems[{i}] needs name, recall, ndcg, precision ({REPORT_HINT})")
+    return report
 
 
 def _num(v: object) -> float:

@@ -1,4 +1,4 @@
-"""Retrieval over a pin index: exact top-k (chunked numpy), Recall@k, faiss HNSW and its recall.
+"""Retrieval over a pin index: Recall@k, faiss HNSW and its recall (exact top-k: :mod:`encoders.runtime.vectors`).
 
 Conventions:
 
@@ -15,47 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
-
-
-def exact_top_k(
-    queries: np.ndarray,
-    index: np.ndarray,
-    k: int,
-    chunk_size: int = 256,
-    progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Brute-force top-``k`` by inner product.
-
-    ``queries``: ``(Q, D)`` float32; ``index``: ``(N, D)`` float32. Scores are computed one query
-    chunk at a time (peak extra memory ``chunk_size × N`` float32), top-k by ``argpartition`` then a
-    sort of the ``k`` survivors. Returns ``(ids (Q, k') int64, scores (Q, k') float32)`` best first,
-    with ``k' = min(k, N)``. Ties break towards the lower index row.
-    """
-    q = np.ascontiguousarray(queries, dtype=np.float32)
-    x = np.ascontiguousarray(index, dtype=np.float32)
-    if q.ndim != 2 or x.ndim != 2:
-        raise ValueError(f"queries and index must be 2-D, got shapes {q.shape} and {x.shape}")
-    if q.shape[1] != x.shape[1]:
-        raise ValueError(f"query dim {q.shape[1]} != index dim {x.shape[1]}")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    kk = min(k, x.shape[0])
-    ids = np.empty((q.shape[0], kk), dtype=np.int64)
-    scores = np.empty((q.shape[0], kk), dtype=np.float32)
-    starts = range(0, q.shape[0], chunk_size)
-    for s in tqdm(starts, disable=not progress, desc="exact top-k", unit="chunk"):
-        sc = q[s : s + chunk_size] @ x.T  # (c, N)
-        if kk < x.shape[0]:
-            part = np.argpartition(-sc, kk - 1, axis=1)[:, :kk]
-        else:
-            part = np.broadcast_to(np.arange(x.shape[0]), sc.shape).copy()
-        part_sc = np.take_along_axis(sc, part, axis=1)
-        # sort by score desc, then by row asc (lexsort: last key is primary)
-        order = np.lexsort((part, -part_sc), axis=1)
-        ids[s : s + chunk_size] = np.take_along_axis(part, order, axis=1)
-        scores[s : s + chunk_size] = np.take_along_axis(part_sc, order, axis=1)
-    return ids, scores
 
 
 def pair_hit_rank(ranking: np.ndarray, pair_query: np.ndarray, pair_pin: np.ndarray) -> np.ndarray:

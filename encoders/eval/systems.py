@@ -8,7 +8,7 @@
 ``searchsage``  the trained query tower of a run directory (:meth:`QueryTower.load`) against the
                 frozen ``pins.parquet:embedding`` (inner product, as in training).
 ``prf``         ``searchsage`` (``zero_shot`` without a run) with pin-space pseudo-relevance feedback
-                (:class:`encoders.model.pin_feedback.PinFeedback`): each query moved towards the
+                (:class:`encoders.runtime.pin_feedback.PinFeedback`): each query moved towards the
                 mean of its own top-``k`` pins, then searched again. No text index involved.
 ``blend``       reciprocal-rank fusion of ``bm25`` and ``searchsage`` (``zero_shot`` without a run).
 ==============  ===============================================================================
@@ -25,14 +25,13 @@ import numpy as np
 from encoders.eval.baselines import (
     BM25Retriever,
     encode_with_tower,
-    l2_normalize,
     pin_tower_matches_zero_shot,
     reciprocal_rank_fusion,
     zero_shot_tower,
 )
 from encoders.eval.evalset import EvalInputError, EvalSet
-from encoders.eval.retrieval import exact_top_k
-from encoders.model.pin_feedback import PinFeedback
+from encoders.runtime.pin_feedback import PinFeedback
+from encoders.runtime.vectors import exact_top_k, l2_normalize
 
 SYSTEMS = ("bm25", "zero_shot", "searchsage", "prf", "blend")
 BASELINES = ("bm25", "zero_shot")

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,11 @@ from encoders.featurestore.connection import (
     register_script,
     resolve_connection_string,
 )
+from encoders.featurestore.contract import QUERY_VIEW, declared_dim
+from encoders.featurestore.vector_search import blobs_from_values, vector_blob_field
+
+if TYPE_CHECKING:  # the runtime package imports onnxruntime; the rule itself is imported when used
+    from encoders.runtime.model_version import ModelVersion
 
 #: Rows per Redis pipeline round trip for reads and writes.
 PIPELINE_ROWS = 4096
@@ -63,6 +68,9 @@ class EmbeddingStore:
     key_ttl_seconds: int | None = None
     connection: str = field(default="", repr=False)
     skip_dedup: bool = True
+    #: Hash field for the raw float32 copy of ``embedding`` that the Redis query engine indexes
+    #: (:func:`encoders.featurestore.vector_search.vector_blob_field`); None = write no copy.
+    vector_field: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._keys = codec.EntityKeyEncoder(self.join_key, self.project, self.value_type)
@@ -74,7 +82,7 @@ class EmbeddingStore:
 
     # --- construction --------------------------------------------------------------------------
     @classmethod
-    def from_repo(cls, repo_path: str | Path = "feature_repo", feature_view: str = "query_embedding",
+    def from_repo(cls, repo_path: str | Path = "feature_repo", feature_view: str = QUERY_VIEW,
                   dim: int | None = None) -> EmbeddingStore:
         """Open ``feature_view`` of an applied repository (reads ``feature_store.yaml`` + registry)."""
         from feast import FeatureStore
@@ -103,8 +111,7 @@ class EmbeddingStore:
         if vt not in (ValueType.STRING, ValueType.INT64):
             raise ValueError(f"feature view {view.name!r}: join key {col.name!r} must be String or Int64, is {vt}")
         value_type = codec.VALUE_TYPE_INT64 if vt == ValueType.INT64 else codec.VALUE_TYPE_STRING
-        declared = next((int(f.vector_length) for f in view.features
-                         if f.name == "embedding" and getattr(f, "vector_length", 0)), None)
+        declared = declared_dim(view)
         width = dim or declared
         if width is None:
             raise ValueError(f"feature view {view.name!r} declares no embedding vector_length; pass dim=")
@@ -117,6 +124,7 @@ class EmbeddingStore:
             client=client, project=config.project, feature_view=view.name, join_key=col.name, dim=width,
             value_type=value_type, key_ttl_seconds=getattr(online, "key_ttl_seconds", None), connection=conn,
             skip_dedup=bool(getattr(online, "skip_dedup", False)),
+            vector_field=vector_blob_field(view, config.project),
         )
 
     # --- keys ----------------------------------------------------------------------------------
@@ -137,22 +145,47 @@ class EmbeddingStore:
             raise explain_failure(parse_connection_string(self.connection or "localhost:6379"), exc) from exc
 
     # --- read ----------------------------------------------------------------------------------
-    def fetch(self, keys: Sequence[str | int]) -> tuple[np.ndarray, np.ndarray]:
+    def fetch(self, keys: Sequence[str | int], expect_version: str | ModelVersion | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings of ``keys``: ``(N, dim) float32`` and ``found`` ``(N,) bool``.
 
         Rows of keys that are absent (never written, expired, or written for another view) are
         zeros with ``found=False``, and so are rows whose value does not decode as ``dim`` floats
         (another D, another type, corrupt bytes): one bad row never fails the lookup.
         Values are bit-identical to ``get_online_features``.
-        """
-        raw = self.fetch_raw(keys, [self._emb_field])
-        return codec.decode_float_lists([r[0] for r in raw], self.dim, on_bad="miss")
 
-    def fetch_with_versions(self, keys: Sequence[str | int]) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
-        """Like :meth:`fetch`, plus each row's ``model_version`` (None when missing)."""
+        ``expect_version``: the model the rows are for. A row whose ``model_version`` is not
+        compatible with it under THE rule (:func:`encoders.runtime.model_version.is_compatible`:
+        every part equal; a row without a version never is) counts as not found too (zeros,
+        ``found=False``). ``None`` (default): rows are returned whatever version wrote them.
+        """
+        if expect_version is None:
+            raw = self.fetch_raw(keys, [self._emb_field])
+            return codec.decode_float_lists([r[0] for r in raw], self.dim, on_bad="miss")
+        matrix, found, _ = self.fetch_with_versions(keys, expect_version)
+        return matrix, found
+
+    def fetch_with_versions(self, keys: Sequence[str | int], expect_version: str | ModelVersion | None = None
+                            ) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+        """Like :meth:`fetch`, plus each row's stored ``model_version`` (None when missing).
+
+        With ``expect_version``, rows of an incompatible version are ``found=False`` with zero
+        vectors, and ``versions`` still says what is stored (so a caller can count stale rows).
+        """
         raw = self.fetch_raw(keys, [self._emb_field, self._mv_field])
         matrix, found = codec.decode_float_lists([r[0] for r in raw], self.dim, on_bad="miss")
         versions = [_decode_string_value(r[1]) for r in raw]
+        if expect_version is not None:
+            from encoders.runtime.model_version import ModelVersion
+
+            want = ModelVersion.parse(expect_version)
+            want_bytes = codec.encode_string_value(str(want))
+            current = np.fromiter((r[1] == want_bytes or want.serves(v) for r, v in zip(raw, versions, strict=True)),
+                                  dtype=bool, count=len(raw))
+            stale = found & ~current
+            if stale.any():
+                matrix[stale] = 0.0
+                found = found & current
         return matrix, found, versions
 
     def fetch_raw(self, keys: Sequence[str | int], fields: list[bytes]) -> list[list[bytes | None]]:
@@ -222,8 +255,11 @@ class EmbeddingStore:
         key, pipelined: the row is written only if the stored ``_ts:<view>`` is absent or older
         (Feast's rule: an equal event time is skipped too), and no concurrent writer can slip in
         between the comparison and the write. Each key is one slot, so both work on a cluster.
+        With :attr:`vector_field` set, each row also gets the raw float32 copy of its vector in that
+        field (same command, so it is written exactly when the row is).
         """
         ef, mf, tf, ttl = self._emb_field, self._mv_field, self._ts_field, self.key_ttl_seconds
+        vf = self.vector_field
         if not self.skip_dedup and self._newer_script is None:
             self._newer_script = register_script(self.client, _HSET_IF_NEWER)
 
@@ -232,17 +268,20 @@ class EmbeddingStore:
             for start in range(0, len(rkeys), PIPELINE_ROWS):
                 stop = start + PIPELINE_ROWS
                 rows = zip(rkeys[start:stop], values[start:stop], mvs[start:stop], tss[start:stop], strict=True)
+                extra: list[list[bytes]] = ([[vf, b] if b is not None else [] for b in
+                                             blobs_from_values(values[start:stop], self.dim)]
+                                            if vf else [[]] * len(rkeys[start:stop]))
                 with self.client.pipeline(transaction=False) as pipe:
                     if self.skip_dedup:
-                        for k, v, mv, t in rows:
-                            pipe.execute_command("HSET", k, tf, t, ef, v, mf, mv)
+                        for (k, v, mv, t), x in zip(rows, extra, strict=True):
+                            pipe.execute_command("HSET", k, tf, t, ef, v, mf, mv, *x)
                             if ttl:
                                 pipe.execute_command("EXPIRE", k, ttl)
                         pipe.execute()
                         written += min(stop, len(rkeys)) - start
                     else:
-                        for k, v, mv, t in rows:
-                            self._newer_script(keys=[k], args=[tf, t, int(ttl or 0), ef, v, mf, mv], client=pipe)
+                        for (k, v, mv, t), x in zip(rows, extra, strict=True):
+                            self._newer_script(keys=[k], args=[tf, t, int(ttl or 0), ef, v, mf, mv, *x], client=pipe)
                         written += sum(int(r) for r in pipe.execute())
             return written
 

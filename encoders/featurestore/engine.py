@@ -35,6 +35,7 @@ from feast.infra.compute_engines.local.nodes import (
 from feast.infra.online_stores.redis import RedisOnlineStore
 
 from encoders.featurestore import codec
+from encoders.featurestore.contract import DIM_ENV
 from encoders.featurestore.embeddings import EmbeddingStore
 
 ENGINE_TYPE = "encoders.featurestore.engine.EmbeddingComputeEngine"
@@ -69,7 +70,7 @@ def arrow_embedding_matrix(column: pa.ChunkedArray | pa.Array, dim: int | None, 
     if dim is not None and width != dim:
         raise ValueError(
             f"{view_name}: embeddings are {width}-d but the feature view declares vector_length={dim}; "
-            f"use a bundle with D={dim} or change SEARCHSAGE_EMBEDDING_DIM and re-apply"
+            f"use a bundle with D={dim} or change {DIM_ENV} and re-apply"
         )
     flat = np.asarray(arr.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
     return flat.reshape(n, width)
@@ -107,7 +108,7 @@ class FastEmbeddingOutputNode(LocalOutputNode):
         context.node_outputs[self.name] = output
         if table.num_rows == 0:
             return output
-        from encoders.featurestore.udfs import declared_dim
+        from encoders.featurestore.contract import declared_dim
 
         config = context.repo_config
         declared = declared_dim(view)

@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from encoders.featurestore.contract import PIN_VIEW, declared_dim
 from encoders.featurestore.sources import PINS_FILE
 
 INDEX_DIR = "data/pin_index"
@@ -61,10 +62,9 @@ def _redacted(conn: str) -> str:
     return ",".join(p for p in conn.split(",") if not p.startswith("password="))
 
 
-def pin_embedding_version(store: Any, repo: Path, view_name: str = "pin_embedding",
+def pin_embedding_version(store: Any, repo: Path, view_name: str = PIN_VIEW,
                           allow_registry_cache: bool = True) -> str:
     """Digest naming the current pin vectors of ``repo`` (see the module docstring)."""
-    from encoders.featurestore.udfs import declared_dim
 
     view = store.get_feature_view(view_name, allow_registry_cache=allow_registry_cache)
     src = Path(repo) / PINS_FILE

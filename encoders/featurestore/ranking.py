@@ -12,19 +12,21 @@
 3. one fetch of the candidates' current embeddings (:meth:`EmbeddingStore.fetch`, one numpy array;
    stock ``get_online_features`` on non-Redis online stores), scored by dot product (cosine for the
    L2-normalised towers);
-4. optionally (``rerank=STUDENT``) every candidate re-scored by the distilled relevance student
-   (:class:`encoders.relevance.student.StudentScorer`, features read through Feast) and the top
-   ``k`` taken by student grade; each hit keeps both scores.
+4. optionally (``rerank=``, any :class:`Reranker`) every candidate re-scored and the top ``k`` taken
+   by that grade; each hit keeps both scores. The relevance student's reranker
+   (:class:`encoders.relevance.rerank.StudentReranker`) lives with the relevance model, above this
+   package: the feature store knows only the :class:`Reranker` shape.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from encoders.featurestore.contract import PIN_VIEW, QUERY_VECTOR_VIEW, QUERY_VIEW, declared_dim
 from encoders.featurestore.embeddings import EmbeddingStore
 from encoders.featurestore.pin_index import PinIndex, load_or_build, pin_embedding_version
 from encoders.featurestore.sources import PINS_FILE
@@ -47,6 +49,17 @@ class RankResult:
     model_version: str
     hits: list[Hit] = field(default_factory=list)
     reranker: str | None = None
+
+
+class Reranker(Protocol):
+    """Grades candidates of one query (higher is better); ``name`` describes it once it has graded."""
+
+    @property
+    def name(self) -> str: ...
+
+    def grades(self, query: str, pin_ids: list[str], texts: list[str]) -> np.ndarray:
+        """``(len(pin_ids),)`` grades, one per candidate."""
+        ...
 
 
 class StockEmbeddingReader:
@@ -87,8 +100,8 @@ def query_vector(store: Any, query: str) -> tuple[np.ndarray, str, str]:
     from encoders.normalize import normalize_query
 
     resp = store.get_online_features(
-        features=["query_vector:query_vector", "query_vector:query_vector_source",
-                  "query_vector:query_vector_model_version"],
+        features=[f"{QUERY_VECTOR_VIEW}:query_vector", f"{QUERY_VECTOR_VIEW}:query_vector_source",
+                  f"{QUERY_VECTOR_VIEW}:query_vector_model_version"],
         entity_rows=[{"query": normalize_query(query), "query_text": query}],
     ).to_dict()
     vec = resp["query_vector"][0]
@@ -103,19 +116,17 @@ class Ranker:
     def __init__(self, repo: str | Path, store: Any = None) -> None:
         from feast import FeatureStore
 
-        from encoders.featurestore.udfs import declared_dim
-
         self.repo = Path(repo)
         if not (self.repo / PINS_FILE).is_file():
             raise FileNotFoundError(f"{self.repo / PINS_FILE} not found: add your pins with "
                                     f"`searchsage feast ingest --repo {self.repo} --pins FILE`, then materialise")
         self.store = store if store is not None else FeatureStore(repo_path=str(self.repo))
-        view = self.store.get_feature_view("pin_embedding")
+        view = self.store.get_feature_view(PIN_VIEW)
         self.dim = declared_dim(view)
         if self.dim is None:
-            raise ValueError(f"feature view 'pin_embedding' of {self.repo} declares no embedding vector_length")
-        self.pins = embedding_reader(self.store, "pin_embedding", self.dim)
-        self.queries = (EmbeddingStore.from_config(self.store.config, self.store.get_feature_view("query_embedding"),
+            raise ValueError(f"feature view {PIN_VIEW!r} of {self.repo} declares no embedding vector_length")
+        self.pins = embedding_reader(self.store, PIN_VIEW, self.dim)
+        self.queries = (EmbeddingStore.from_config(self.store.config, self.store.get_feature_view(QUERY_VIEW),
                                                    client=self.pins.client)
                         if isinstance(self.pins, EmbeddingStore) else None)
         self._index: PinIndex | None = None
@@ -132,23 +143,28 @@ class Ranker:
         if self.queries is None:
             vec, source, version = query_vector(self.store, query)
         else:
+            import os
+
+            from encoders.featurestore.udfs import BUNDLE_ENV, get_encoder
             from encoders.normalize import normalize_query
 
-            matrix, found, versions = self.queries.fetch_with_versions([normalize_query(query)])
+            # the one version rule of the query_vector view: with a bundle, a stored row of another
+            # version is stale (encoded live); without one, stored rows are served as they are
+            enc = get_encoder("query") if os.environ.get(BUNDLE_ENV) else None
+            expect = enc.model_version if enc is not None else None
+            matrix, found, versions = self.queries.fetch_with_versions([normalize_query(query)], expect_version=expect)
             if found[0]:
                 vec, source, version = matrix[0], "store", str(versions[0])
             else:
-                from encoders.featurestore.udfs import get_encoder
-
-                enc = get_encoder("query")
+                enc = enc if enc is not None else get_encoder("query")
                 vec, source, version = np.asarray(enc.encode([query])[0], dtype=np.float32), "live", enc.model_version
         if vec.shape[0] != self.dim:
             raise ValueError(f"query vector is {vec.shape[0]}-d but pin embeddings are {self.dim}-d")
         return vec, source, version
 
-    def rank(self, query: str, k: int = 10, candidates: int = 100, rerank: str | Path | None = None) -> RankResult:
-        """Top-``k`` pins for ``query``; ``rerank``: a student directory (``searchsage relevance
-        train-student``) whose grade then orders the candidates instead of the embedding score."""
+    def rank(self, query: str, k: int = 10, candidates: int = 100, rerank: Reranker | None = None) -> RankResult:
+        """Top-``k`` pins for ``query``; ``rerank``: a :class:`Reranker` whose grade then orders the
+        candidates instead of the embedding score."""
         qvec, source, version = self.query_vector(query)
         index = self.index()
         cand_ids = index.search(qvec, candidates)
@@ -159,28 +175,22 @@ class Ranker:
             order = np.argsort(-scores)[:k]
             hits = [Hit(cand_ids[i], float(scores[i]), index.texts.get(cand_ids[i], "")) for i in order if found[i]]
             return RankResult(query, source, version, hits)
-        return _rerank(self.store, self.repo, query, Path(rerank), k, RankResult(query, source, version),
-                       cand_ids, scores, index.texts)
+        return _rerank(rerank, query, k, RankResult(query, source, version), cand_ids, scores, index.texts)
 
 
 def rank_query(repo: str | Path, query: str, k: int = 10, candidates: int = 100,
-               rerank: str | Path | None = None) -> RankResult:
+               rerank: Reranker | None = None) -> RankResult:
     """Top-``k`` pins for ``query`` from the Feast repository at ``repo`` (a one-off :class:`Ranker`)."""
     return Ranker(repo).rank(query, k=k, candidates=candidates, rerank=rerank)
 
 
-def _rerank(store: Any, repo: Path, query: str, student_dir: Path, k: int, result: RankResult,
-            cand_ids: list[str], scores: np.ndarray, texts: dict[str, str]) -> RankResult:
-    """Score the found candidates with the student and keep the top ``k`` by student grade."""
-    from encoders.normalize import normalize_query
-    from encoders.relevance.feature_sources import FeastFeatureSource
-    from encoders.relevance.student import StudentScorer
-
+def _rerank(reranker: Reranker, query: str, k: int, result: RankResult, cand_ids: list[str], scores: np.ndarray,
+            texts: dict[str, str]) -> RankResult:
+    """Grade the found candidates with ``reranker`` and keep the top ``k`` by grade."""
     keep = [i for i in range(len(cand_ids)) if np.isfinite(scores[i])]
     ids = [cand_ids[i] for i in keep]
-    scorer = StudentScorer(student_dir, FeastFeatureSource(repo, store=store))
-    grades = scorer.score([normalize_query(query)] * len(ids), ids, [texts.get(p, "") for p in ids])
-    order = np.lexsort((-scores[keep], -grades))[:k]  # student grade, ties by embedding score
+    grades = np.asarray(reranker.grades(query, ids, [texts.get(p, "") for p in ids]))
+    order = np.lexsort((-scores[keep], -grades))[:k]  # grade, ties by embedding score
     result.hits = [Hit(ids[j], float(scores[keep[j]]), texts.get(ids[j], ""), float(grades[j])) for j in order]
-    result.reranker = f"{student_dir} ({scorer.family})"
+    result.reranker = reranker.name
     return result

@@ -29,6 +29,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from encoders.featurestore.contract import PIN_VIEW, QUERY_VIEW
+
 QUERIES_FILE = "data/queries.parquet"
 PINS_FILE = "data/pins.parquet"
 TS = "event_timestamp"
@@ -273,7 +275,7 @@ def ingest_pins(repo: str | Path, path: str | Path, cols: PinColumns | None = No
     if dim is None and existing is not None and "embedding" in existing.columns:
         dim = next((len(v) for v in existing["embedding"] if isinstance(v, np.ndarray) and len(v)), None)
     incoming, dups = load_pins(path, cols, dim, encoding)
-    view = registry_view(repo, "pin_embedding")
+    view = registry_view(repo, PIN_VIEW)
     last_end = last_materialised(view)
     report = IngestReport(source, "pins", duplicates=dups,
                           with_vectors=int(sum(isinstance(v, np.ndarray) for v in incoming["embedding"])))
@@ -348,7 +350,7 @@ def ingest_queries(repo: str | Path, path: str | Path, column: str = "query", ti
     report.new, report.unchanged = len(fresh), len(rows) - len(fresh)
     if not fresh:
         return report
-    last_end = last_materialised(registry_view(repo, "query_embedding"))
+    last_end = last_materialised(registry_view(repo, QUERY_VIEW))
     if stamps is None:
         report.stamped = _stamp_now(last_end)
         times = [report.stamped] * len(fresh)

@@ -17,7 +17,7 @@ Paths: relative ``$SEARCHSAGE_BUNDLE`` / ``$SEARCHSAGE_PIN_FEEDBACK`` are taken 
 the user ran the command in (:func:`invoking_dir`), also inside ``feast -c REPO apply``, which
 changes directory into the repository before it imports it.
 
-Pin-space feedback (:mod:`encoders.model.pin_feedback`): with ``$SEARCHSAGE_PIN_FEEDBACK`` set to a
+Pin-space feedback (:mod:`encoders.runtime.pin_feedback`): with ``$SEARCHSAGE_PIN_FEEDBACK`` set to a
 dataset's ``pins.parquet``, the query tower's embeddings — materialised and live alike — are refined
 towards the mean of their top ``$SEARCHSAGE_PRF_K`` (default 5) pins with weight
 ``$SEARCHSAGE_PRF_WEIGHT`` (default 0.1), and ``model_version`` carries the feedback's tag, exactly as
@@ -36,15 +36,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from encoders.featurestore.contract import (
+    DIM_ENV,
+    PIN_VIEW,
+    QUERY_VIEW,
+    TOWER_TAG,
+    declared_dim,
+    env_dim,
+)
+
 BUNDLE_ENV = "SEARCHSAGE_BUNDLE"
 VARIANT_ENV = "SEARCHSAGE_BUNDLE_VARIANT"
 THREADS_ENV = "SEARCHSAGE_ENCODER_THREADS"
 PIN_FEEDBACK_ENV = "SEARCHSAGE_PIN_FEEDBACK"
 PRF_K_ENV = "SEARCHSAGE_PRF_K"
 PRF_WEIGHT_ENV = "SEARCHSAGE_PRF_WEIGHT"
-#: Feature-view tag naming the bundle tower that produces its ``embedding`` (query|pin).
-TOWER_TAG = "searchsage.tower"
-DIM_ENV = "SEARCHSAGE_EMBEDDING_DIM"
 #: ``model_version`` of a pin vector that came with the pin (no ``model_version`` column in the source).
 PROVIDED_VERSION = "provided"
 #: Rows encoded per progress step inside a materialisation batch.
@@ -147,7 +153,7 @@ def _load(path: str, kind: str, variant: str, threads: int) -> Any:
 
 @lru_cache(maxsize=8)
 def _load_with_feedback(path: str, variant: str, threads: int, pins: str, k: int, weight: float) -> Any:
-    from encoders.runtime.feedback import PinFeedbackEncoder, load_pin_feedback
+    from encoders.runtime.pin_feedback import PinFeedbackEncoder, load_pin_feedback
 
     try:
         index = load_pin_feedback(pins, k, weight)
@@ -160,13 +166,13 @@ def get_encoder(kind: str) -> Any:
     """The process-wide encoder for tower ``kind`` ('query'|'pin'), loaded on first use: the bundle's
     ``BundleEncoder``, wrapped in a ``PinFeedbackEncoder`` for queries when ``$SEARCHSAGE_PIN_FEEDBACK`` is set."""
     variant = os.environ.get(VARIANT_ENV, "fp32")
-    threads = int(os.environ.get(THREADS_ENV, "2"))
+    threads = int(os.environ.get(THREADS_ENV) or 2)
     path = bundle_path()
     pins = env_path(PIN_FEEDBACK_ENV)
     if kind != "query" or pins is None:
         return _load(path, kind, variant, threads)
     try:
-        from encoders.model.pin_feedback import PinFeedback
+        from encoders.runtime.pin_feedback import PinFeedback
 
         k = int(os.environ.get(PRF_K_ENV, PinFeedback.k))
         weight = float(os.environ.get(PRF_WEIGHT_ENV, PinFeedback.weight))
@@ -185,20 +191,12 @@ def bundle_dim(kind: str) -> int | None:
     return int(BundleManifest.read(resolve_tower_dir(bundle_path(), kind)).dim)
 
 
-def declared_dim(view: Any) -> int | None:
-    """The ``vector_length`` declared on a view's ``embedding`` field (None if not declared)."""
-    for f in getattr(view, "features", []) or []:
-        if f.name == "embedding" and getattr(f, "vector_length", 0):
-            return int(f.vector_length)
-    return None
-
-
 def check_dim(view_name: str, declared: int | None, kind: str, actual: int) -> None:
     if declared is not None and declared != actual:
         raise BundleDimMismatch(
             f"bundle {env_path(BUNDLE_ENV)} ({kind} tower) makes {actual}-d embeddings but feature view "
             f"{view_name!r} declares embedding vector_length={declared}; export a matching bundle or set "
-            f"SEARCHSAGE_EMBEDDING_DIM={actual} and run `feast apply` again"
+            f"{DIM_ENV}={actual} and run `feast apply` again"
         )
 
 
@@ -235,20 +233,6 @@ def expected_dim() -> int | None:
     return bundle_dim("pin") if os.environ.get(BUNDLE_ENV) else None
 
 
-def env_dim() -> int | None:
-    """``$SEARCHSAGE_EMBEDDING_DIM`` as a positive integer (None when unset)."""
-    raw = os.environ.get(DIM_ENV)
-    if not raw:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"{DIM_ENV}={raw!r}: expected a positive integer (the embedding length)")
-    return value
-
-
 def _embed_frame(df: pd.DataFrame, text_col: str, kind: str, view_name: str) -> pd.DataFrame:
     out = df.copy()
     if len(out) == 0:
@@ -269,14 +253,14 @@ def embed_queries(df: pd.DataFrame) -> pd.DataFrame:
 
     df = df.copy()
     df["query"] = normalize_queries(df["query"].astype(str))
-    return _embed_frame(df, "query", "query", "query_embedding")
+    return _embed_frame(df, "query", "query", QUERY_VIEW)
 
 
 def _has_vector(v: Any) -> bool:
     return v is not None and not (np.isscalar(v) and pd.isna(v)) and len(v) > 0
 
 
-def provided_vectors(df: pd.DataFrame, declared: int | None, view_name: str = "pin_embedding") -> tuple[np.ndarray, np.ndarray]:
+def provided_vectors(df: pd.DataFrame, declared: int | None, view_name: str = PIN_VIEW) -> tuple[np.ndarray, np.ndarray]:
     """Rows of ``df`` that bring their own ``embedding``: ``(mask (N,) bool, (M, D) float32)``.
 
     Refuses (:class:`PinVectorMismatch`) ragged or non-finite vectors and a length other than ``declared``.
@@ -306,7 +290,7 @@ def provided_vectors(df: pd.DataFrame, declared: int | None, view_name: str = "p
     return mask, matrix
 
 
-def embed_pins(df: pd.DataFrame) -> pd.DataFrame:
+def embed_pin_rows(df: pd.DataFrame) -> pd.DataFrame:
     """Batch UDF of ``pin_embedding``: the pin's own frozen ``embedding`` when the source has one
     (bit for bit, as float32; ``model_version`` from the source's column, else ``provided``), else
     the bundle's pin tower on ``text``."""
@@ -314,7 +298,7 @@ def embed_pins(df: pd.DataFrame) -> pd.DataFrame:
     declared = expected_dim()
     mask, given = provided_vectors(out, declared)
     if not mask.any():
-        return _embed_frame(out.drop(columns=["embedding"], errors="ignore"), "text", "pin", "pin_embedding")
+        return _embed_frame(out.drop(columns=["embedding"], errors="ignore"), "text", "pin", PIN_VIEW)
     vectors: list[Any] = [None] * len(out)
     versions: list[Any] = [None] * len(out)
     own_mv = out["model_version"].tolist() if "model_version" in out.columns else [None] * len(out)
@@ -323,7 +307,7 @@ def embed_pins(df: pd.DataFrame) -> pd.DataFrame:
         versions[i] = own_mv[i] if isinstance(own_mv[i], str) and own_mv[i] else PROVIDED_VERSION
     rest = np.flatnonzero(~mask)
     if len(rest):
-        sub = _embed_frame(out.iloc[rest].drop(columns=["embedding"]), "text", "pin", "pin_embedding")
+        sub = _embed_frame(out.iloc[rest].drop(columns=["embedding"]), "text", "pin", PIN_VIEW)
         for j, i in enumerate(rest):
             vectors[i] = sub["embedding"].iloc[j]
             versions[i] = sub["model_version"].iloc[j]
@@ -333,17 +317,30 @@ def embed_pins(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def live_query_embedding(inputs: pd.DataFrame) -> pd.DataFrame:
-    """On-demand transform: the stored embedding when the query was materialised, else encode live.
+    """On-demand transform: the stored embedding when it was made by the live encoder, else encode live.
 
     ``inputs`` holds the request column ``query_text`` and the stored ``embedding`` /
     ``model_version`` of ``query_embedding`` (null when the key was never materialised).
+    A stored vector is served only if its ``model_version`` is compatible with the live encoder's
+    (:func:`encoders.runtime.model_version.is_compatible`: bundle, variant and
+    ``$SEARCHSAGE_PIN_FEEDBACK`` settings all equal — the rule ``searchsage serve`` applies); a row
+    of another version (or without one) is stale and is encoded live like a missing one.
     Returns ``query_vector`` (Array(Float32)), ``query_vector_source`` ('store'|'live') and
-    ``query_vector_model_version``.
+    ``query_vector_model_version``. With ``$SEARCHSAGE_BUNDLE`` set, the live encoder is loaded on the
+    first call (once per process), also when every row is stored: its version is what the rows are
+    checked against. Without a bundle, stored rows are served as they are.
     """
+    from encoders.runtime.model_version import ModelVersion
+
     n = len(inputs)
     stored = inputs["embedding"] if "embedding" in inputs else pd.Series([None] * n)
     stored_mv = inputs["model_version"] if "model_version" in inputs else pd.Series([None] * n)
-    have = np.array([_has_vector(v) for v in stored], dtype=bool)
+    # No bundle configured: there is no live encoder to check against, so stored rows are served as
+    # they are (a repository of provided vectors); a missing row still needs the encoder (clear error).
+    enc = get_encoder("query") if os.environ.get(BUNDLE_ENV) else None
+    live_version = ModelVersion.parse(enc.model_version) if enc is not None else None
+    have = np.array([_has_vector(v) and (live_version is None or live_version.serves(mv if isinstance(mv, str) else None))
+                     for v, mv in zip(stored, stored_mv, strict=True)], dtype=bool)
     vectors: list[Any] = [None] * n
     source = np.where(have, "store", "live").tolist()
     versions: list[Any] = [None] * n
@@ -352,7 +349,7 @@ def live_query_embedding(inputs: pd.DataFrame) -> pd.DataFrame:
         versions[i] = stored_mv.iloc[i]
     missing = np.flatnonzero(~have)
     if len(missing):
-        enc = get_encoder("query")
+        enc = enc if enc is not None else get_encoder("query")
         texts = inputs["query_text"].astype(str).iloc[missing].tolist()
         live = enc.encode(texts)
         for j, i in enumerate(missing):

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from encoders.featurestore.contract import PIN_JOIN_KEY, PIN_VIEW, RANKER_QUERY_SERVICE, declared_dim
 from encoders.relevance.engagement_stats import STAT_COLUMNS, VIEW_NAME
 from encoders.relevance.features import FeatureSourceError
 
@@ -37,7 +38,7 @@ class FeastFeatureSource:
     def query_vectors(self, queries: list[str]) -> np.ndarray:
         from encoders.normalize import normalize_query
 
-        service = self.store.get_feature_service("ranker_query")
+        service = self.store.get_feature_service(RANKER_QUERY_SERVICE)
         rows: list[Any] = []
         for start in range(0, len(queries), self.chunk):
             part = queries[start : start + self.chunk]
@@ -51,10 +52,9 @@ class FeastFeatureSource:
     def pin_vectors(self, pin_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         if self._pins is None:
             from encoders.featurestore.ranking import embedding_reader
-            from encoders.featurestore.udfs import declared_dim
 
-            dim = declared_dim(self.store.get_feature_view("pin_embedding"))
-            self._pins = embedding_reader(self.store, "pin_embedding", dim or 0)
+            dim = declared_dim(self.store.get_feature_view(PIN_VIEW))
+            self._pins = embedding_reader(self.store, PIN_VIEW, dim or 0)
         return self._pins.fetch(pin_ids)
 
     def pin_stats(self, pin_ids: list[str]) -> np.ndarray:
@@ -69,7 +69,7 @@ class FeastFeatureSource:
         for start in range(0, len(pin_ids), self.chunk):
             part = pin_ids[start : start + self.chunk]
             resp = self.store.get_online_features(features=[f"{VIEW_NAME}:{c}" for c in STAT_COLUMNS],
-                                                  entity_rows=[{"pin_id": p} for p in part]).to_dict()
+                                                  entity_rows=[{PIN_JOIN_KEY: p} for p in part]).to_dict()
             out[start : start + len(part)] = pd.DataFrame({c: resp[c] for c in STAT_COLUMNS}).astype(
                 np.float64).fillna(0.0).to_numpy()
         return out

@@ -26,9 +26,9 @@ def retrieve_candidates(dataset_dir: str | Path, queries: Sequence[str], k: int,
                         progress: bool = False) -> list[list[int]]:
     """Rows of ``pins.parquet`` of the top ``k`` pins per query ``(Q, k)`` (exact inner product)."""
     from encoders.eval.baselines import encode_with_tower, zero_shot_tower
-    from encoders.eval.retrieval import exact_top_k
     from encoders.export.bundle import load_run_tower
     from encoders.model.base_model import resolve_base_model
+    from encoders.runtime.vectors import exact_top_k
 
     pins = read_table(DatasetPaths(Path(dataset_dir)).pins, PINS)
     if "embedding" not in pins.column_names:

@@ -111,7 +111,7 @@ class StoredPinVectors:
     """Pin vectors looked up by pin id in a ``(N_pins, D)`` matrix (``pins.parquet:embedding``)."""
 
     def __init__(self, matrix: np.ndarray, pin_ids: Sequence[str], normalize: bool = False):
-        from encoders.eval.baselines import l2_normalize
+        from encoders.runtime.vectors import l2_normalize
 
         self.matrix = l2_normalize(matrix) if normalize else np.asarray(matrix, dtype=np.float32)
         self.row_of = {p: i for i, p in enumerate(pin_ids)}
@@ -167,10 +167,10 @@ def zero_shot_scorer(
     """Cosine of the base model's mean-pooled query and pin vectors (stored pin vectors when they match)."""
     from encoders.eval.baselines import (
         encode_with_tower,
-        l2_normalize,
         pin_tower_matches_zero_shot,
         zero_shot_tower,
     )
+    from encoders.runtime.vectors import l2_normalize
 
     tower = zero_shot_tower(base_model, max_length=query_max_length)
     encode = _tower_query_encoder(tower, query_max_length, batch_size)

@@ -2,11 +2,12 @@
 
 A version string is ``<bundle>[+<variant>][+pinfb-k<K>-w<W>-<digest>]``: the export's content hash
 (``BundleManifest.model_version``), the ONNX variant (absent = fp32; ``+int8``) and the pin-feedback
-settings (:attr:`encoders.model.pin_feedback.PinFeedbackIndex.version_tag`). Parts this module does
+settings (:attr:`encoders.runtime.pin_feedback.PinFeedbackIndex.version_tag`). Parts this module does
 not know are kept in ``extra`` and take part in the comparison.
 
-The compatibility rule, used by ``searchsage serve``'s cache-through store (and meant for
-``EmbeddingStore.fetch`` and the Feast on-demand view): **a stored embedding may be served for a
+The compatibility rule, used by ``searchsage serve``'s cache-through store,
+``EmbeddingStore.fetch(keys, expect_version=...)`` and the Feast on-demand view ``query_vector``
+(``live_query_embedding``, against the live encoder's version): **a stored embedding may be served for a
 model only if every part of its version equals the model's** — bundle, variant, feedback settings
 and any extra part. There is no "close enough": an int8 or un-refined (no pin feedback) vector is a
 different vector, so a row of any other version is stale and counts as missing.

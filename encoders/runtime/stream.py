@@ -13,7 +13,7 @@ Output schema (one row group per chunk)::
 
 Query files: rows are normalised; rows whose normalised text is empty are skipped, and duplicate
 keys inside one chunk are encoded and written once (duplicates across chunks carry equal values).
-With a :class:`~encoders.model.pin_feedback.PinFeedbackIndex`, each chunk's query embeddings are
+With a :class:`~encoders.runtime.pin_feedback.PinFeedbackIndex`, each chunk's query embeddings are
 refined by pin-space feedback before they are written, and ``model_version`` gets its tag
 (``<bundle version>+pinfb-k5-w0.1-<pins digest>``).
 """
@@ -32,10 +32,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from encoders.model.pin_feedback import PinFeedbackIndex
 from encoders.normalize import normalize_query
 from encoders.runtime.bundle import BundleEncoder
-from encoders.runtime.feedback import PinFeedbackEncoder
+from encoders.runtime.pin_feedback import PinFeedbackEncoder, PinFeedbackIndex
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 DEFAULT_COLUMNS = {"query": ("query", "query"), "pin": ("text", "pin_id")}  # kind -> (text column, key column)

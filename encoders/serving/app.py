@@ -1,7 +1,9 @@
 """The Starlette ASGI app: ``POST /embed``, ``GET /health``, ``GET /metrics``.
 
 ``POST /embed`` takes ``{"queries": ["..."]}`` and answers
-``{"model_version": str, "dim": D, "embeddings": [[D floats], ...], "cached": [bool, ...]}``.
+``{"model_version": str, "dim": D, "embeddings": [[D floats], ...], "cached": [bool, ...]}``, or, when
+the request says ``Accept: application/octet-stream``, the raw float32 matrix (see
+:func:`binary_response`): no JSON number formatting on the server nor parsing on the client.
 Client mistakes get a 4xx JSON ``{"error": message}``; a full queue gets 503 with ``Retry-After``;
 an encoder failure on the request's own texts gets a 500 with the same shape (never because of
 another request); nothing a client sends can stop the worker or disable the cache.
@@ -47,6 +49,44 @@ def _plain(obj: object) -> object:
 
 def _json(payload: object, status: int = 200) -> Response:
     return Response(_dumps(payload), status_code=status, media_type="application/json")
+
+
+BINARY_MEDIA_TYPE = "application/octet-stream"
+#: Response headers of a binary ``/embed`` answer.
+SHAPE_HEADER, DTYPE_HEADER = "X-Embedding-Shape", "X-Embedding-Dtype"
+VERSION_HEADER, CACHED_HEADER = "X-Model-Version", "X-Embedding-Cached"
+
+
+def wants_binary(accept: str | None) -> bool:
+    """Whether an ``Accept`` header asks for ``application/octet-stream`` (with a non-zero ``q``)."""
+    if not accept:
+        return False
+    for item in accept.split(","):
+        media, _, params = item.partition(";")
+        if media.strip().lower() != BINARY_MEDIA_TYPE:
+            continue
+        q = "1"
+        for param in params.split(";"):
+            key, _, val = param.partition("=")
+            if key.strip().lower() == "q":
+                q = val.strip()
+        try:
+            return float(q) > 0
+        except ValueError:
+            return True
+    return False
+
+
+def binary_response(matrix: np.ndarray, cached: np.ndarray, model_version: str) -> Response:
+    """The ``(N, D)`` embeddings as ``N*D`` little-endian float32 bytes, row-major (row ``i`` for query
+    ``i``), with ``X-Embedding-Shape: N,D``, ``X-Embedding-Dtype: float32``, ``X-Model-Version`` and
+    ``X-Embedding-Cached`` (``N`` comma-separated ``1``/``0``) headers."""
+    m = np.ascontiguousarray(matrix, dtype="<f4")
+    headers = {
+        SHAPE_HEADER: f"{m.shape[0]},{m.shape[1]}", DTYPE_HEADER: "float32", VERSION_HEADER: model_version,
+        CACHED_HEADER: ",".join("1" if c else "0" for c in cached.tolist()),
+    }
+    return Response(m.tobytes(), media_type=BINARY_MEDIA_TYPE, headers=headers)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -95,6 +135,10 @@ def create_app(service: EmbeddingService, limits: RequestLimits | None = None) -
         except Exception as exc:  # the worker keeps serving; the client learns what failed
             metrics.record_request(500)
             return _json({"error": service.cache.describe(f"internal error: {type(exc).__name__}: {exc}")}, 500)
+        if wants_binary(request.headers.get("accept")):
+            response = binary_response(result.matrix, result.cached, result.model_version)
+            metrics.record_request(200, time.perf_counter() - t0, n)
+            return response
         response = _json(
             {
                 "model_version": result.model_version,

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from encoders.runtime.encoder import Encoder
 from encoders.serving.metrics import ServiceMetrics
-from encoders.serving.protocols import Encoder
 
 
 class EncoderFailure(RuntimeError):

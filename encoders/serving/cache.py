@@ -27,7 +27,7 @@ import numpy as np
 from encoders.featurestore.connection import redact_secrets
 from encoders.runtime.model_version import ModelVersion
 from encoders.serving.metrics import ServiceMetrics
-from encoders.serving.protocols import EmbeddingStore
+from encoders.serving.protocols import QueryVectorStore
 
 PROBE_KEY = "__searchsage_health_probe__"
 STATE_DISABLED, STATE_OK, STATE_DOWN = "disabled", "ok", "down"
@@ -101,7 +101,7 @@ class CacheThrough:
 
     def __init__(
         self,
-        store: EmbeddingStore | None,
+        store: QueryVectorStore | None,
         *,
         dim: int,
         model_version: str | ModelVersion,

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from encoders.model.pin_feedback import PinFeedback
+from encoders.runtime.pin_feedback import PinFeedback
 
 
 class ServeConfigError(ValueError):

@@ -1,7 +1,8 @@
-"""The two interfaces the service depends on: an encoder and an embedding store.
+"""The online-store interface the service depends on (the encoder's is :class:`encoders.runtime.encoder.Encoder`).
 
-The real implementations are :class:`encoders.runtime.BundleEncoder` and the Redis fast path in
-:mod:`encoders.featurestore`; anything with the same shape plugs in (tests use the real ones).
+The real implementation is the Redis fast path in :mod:`encoders.featurestore`
+(:class:`~encoders.featurestore.embeddings.EmbeddingStore`); anything with the same shape plugs in
+(tests use the real ones).
 """
 
 from __future__ import annotations
@@ -13,22 +14,7 @@ import numpy as np
 
 
 @runtime_checkable
-class Encoder(Protocol):
-    """Turns texts into embeddings; called from a worker thread, never on the event loop."""
-
-    @property
-    def dim(self) -> int: ...
-
-    @property
-    def model_version(self) -> str: ...
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """Return an ``(len(texts), dim)`` float32 matrix, row ``i`` for ``texts[i]``."""
-        ...
-
-
-@runtime_checkable
-class EmbeddingStore(Protocol):
+class QueryVectorStore(Protocol):
     """Online-store access keyed by normalised query text (blocking I/O, run off the loop)."""
 
     def fetch(self, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -6,10 +6,11 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from encoders.runtime.encoder import Encoder
 from encoders.serving.app import create_app
 from encoders.serving.batcher import estimate_tokens
 from encoders.serving.config import ServeConfig, ServeConfigError
-from encoders.serving.protocols import EmbeddingStore, Encoder
+from encoders.serving.protocols import QueryVectorStore
 from encoders.serving.service import EmbeddingService
 from encoders.serving.validation import RequestLimits
 
@@ -40,9 +41,9 @@ def _kind(config: ServeConfig) -> str | None:
 
 def load_encoder(config: ServeConfig, variant: str | None = None) -> Encoder:
     """The query tower of ``config.bundle`` through onnxruntime (``BundleEncoder``), wrapped in a
-    :class:`~encoders.runtime.feedback.PinFeedbackEncoder` when ``config.pin_feedback`` is set."""
+    :class:`~encoders.runtime.pin_feedback.PinFeedbackEncoder` when ``config.pin_feedback`` is set."""
     from encoders.runtime import BundleEncoder
-    from encoders.runtime.feedback import PinFeedbackEncoder, load_pin_feedback
+    from encoders.runtime.pin_feedback import PinFeedbackEncoder, load_pin_feedback
 
     variant = variant or resolve_variant(config)[0]
     # spin=False (unless --ort-spin): idle onnxruntime threads sleep instead of burning the cores
@@ -60,7 +61,7 @@ def load_encoder(config: ServeConfig, variant: str | None = None) -> Encoder:
 
 
 
-def open_store(config: ServeConfig, dim: int) -> EmbeddingStore | None:
+def open_store(config: ServeConfig, dim: int) -> QueryVectorStore | None:
     """The Redis fast path for the ``query_embedding`` view, or ``None`` without ``--redis``/``--repo``.
 
     The connection is not required to work now: a Redis that is down at start-up puts the
@@ -82,7 +83,7 @@ def _token_counter(encoder: Encoder) -> Callable[[str], int]:
 
 
 def build_service(
-    config: ServeConfig, encoder: Encoder | None = None, store: EmbeddingStore | None = None
+    config: ServeConfig, encoder: Encoder | None = None, store: QueryVectorStore | None = None
 ) -> EmbeddingService:
     """An :class:`EmbeddingService` for ``config``; ``encoder``/``store`` default to the configured ones.
 
@@ -106,7 +107,7 @@ def build_service(
     )
 
 
-def build_app(config: ServeConfig, encoder: Encoder | None = None, store: EmbeddingStore | None = None) -> Any:
+def build_app(config: ServeConfig, encoder: Encoder | None = None, store: QueryVectorStore | None = None) -> Any:
     """The ASGI app for ``config`` (service started by the app's lifespan)."""
     service = build_service(config, encoder, store)
     limits = RequestLimits(config.max_body_bytes, config.max_queries, config.max_query_chars)

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from encoders.runtime.encoder import Encoder
 from encoders.runtime.model_version import ModelVersion
 from encoders.serving.batcher import DynamicBatcher, UnbatchedRunner, make_runner
 from encoders.serving.cache import STATE_DOWN, CacheThrough
 from encoders.serving.metrics import ServiceMetrics
-from encoders.serving.protocols import EmbeddingStore, Encoder
+from encoders.serving.protocols import QueryVectorStore
 
 
 @dataclass
@@ -41,7 +42,7 @@ class EmbeddingService:
     def __init__(
         self,
         encoder: Encoder,
-        store: EmbeddingStore | None = None,
+        store: QueryVectorStore | None = None,
         *,
         batching: bool = True,
         max_batch: int = 256,

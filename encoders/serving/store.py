@@ -21,11 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from encoders.featurestore.contract import QUERY_JOIN_KEY, QUERY_VIEW
 from encoders.runtime.model_version import ModelVersion
 from encoders.serving.config import ServeConfigError
 
-QUERY_VIEW = "query_embedding"
-QUERY_JOIN_KEY = "query"
 DEFAULT_PROJECT = "searchsage"
 
 

@@ -8,14 +8,14 @@ import pyarrow as pa
 from abtest.simulate.dataset import arena_from_rankings
 from abtest.simulate.rankings import (
     blend_rankings,
-    bm25_rankings,
+    bm25_pin_rankings,
     embedding_rankings,
     engagement_centroid_embeddings,
 )
 
 
 def test_bm25_finds_matching_text() -> None:
-    r = bm25_rankings(["a", "b", "c"], ["red oak chair", "steel hammer", "oak table"], ["oak chair", "zzz"], k=3)
+    r = bm25_pin_rankings(["a", "b", "c"], ["red oak chair", "steel hammer", "oak table"], ["oak chair", "zzz"], k=3)
     assert r["oak chair"][0] == "a" and set(r["oak chair"]) == {"a", "c"}
     assert r["zzz"] == []  # no term matches: nothing retrieved
 

@@ -83,7 +83,7 @@ def test_index_is_built_once_per_version_and_queries_touch_only_their_rows(
     calls: list[tuple[str, int]] = []
     for name, obj, meth in (("pins", ranker.pins, "fetch"), ("query", ranker.queries, "fetch_with_versions")):
         orig = getattr(obj, meth)
-        monkeypatch.setattr(obj, meth, lambda keys, _o=orig, _n=name: calls.append((_n, len(keys))) or _o(keys))
+        monkeypatch.setattr(obj, meth, lambda keys, _o=orig, _n=name, **kw: calls.append((_n, len(keys))) or _o(keys, **kw))
     first = ranker.rank("query 0", k=5, candidates=20)
     assert ("pins", N) in calls  # the build: one scan of every source pin
     version_dir = repo / pin_index.INDEX_DIR / ranker.index().version

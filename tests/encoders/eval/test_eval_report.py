@@ -112,9 +112,9 @@ def test_evaluate_all_systems_and_roundtrip(dataset: Path, run_dir: Path, tmp_pa
 
 
 def test_prf_system_is_pin_feedback_on_the_tower_queries(dataset: Path, run_dir: Path) -> None:
-    from encoders.eval.retrieval import exact_top_k
     from encoders.eval.systems import SystemOptions, run_systems
-    from encoders.model.pin_feedback import PinFeedback
+    from encoders.runtime.pin_feedback import PinFeedback
+    from encoders.runtime.vectors import exact_top_k
 
     ev = load_eval_set(dataset)
     fb = PinFeedback(k=3, weight=0.5)

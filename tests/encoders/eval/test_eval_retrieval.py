@@ -9,12 +9,12 @@ from encoders.eval.retrieval import (
     HNSWConfig,
     HNSWIndex,
     ann_recall,
-    exact_top_k,
     pair_hit_rank,
     per_query_hits,
     recall_at_k,
     sample_index,
 )
+from encoders.runtime.vectors import exact_top_k
 
 
 def _loop_recall(q: np.ndarray, x: np.ndarray, pair_q: np.ndarray, pair_p: np.ndarray, k: int) -> float:

@@ -11,8 +11,8 @@ import pytest
 
 from encoders.data.schema import PINS, write_table
 from encoders.featurestore import udfs
-from encoders.model.pin_feedback import PinFeedback, PinFeedbackIndex
 from encoders.runtime import BundleEncoder
+from encoders.runtime.pin_feedback import PinFeedback, PinFeedbackIndex
 
 QUERIES = ["Angle Bracket", "red chair", "oak table", "garden hose"]
 
@@ -48,7 +48,7 @@ def test_materialised_and_live_query_embeddings_get_the_same_feedback(
     np.testing.assert_allclose(np.stack(live["query_vector"]), np.stack(out["embedding"]), atol=1e-5)
     assert set(live["query_vector_model_version"]) == set(out["model_version"])
 
-    pins_out = udfs.embed_pins(pd.DataFrame({"pin_id": ["a"], "text": ["oak table"]}))  # pins untouched
+    pins_out = udfs.embed_pin_rows(pd.DataFrame({"pin_id": ["a"], "text": ["oak table"]}))  # pins untouched
     np.testing.assert_allclose(pins_out["embedding"][0], BundleEncoder(tiny_onnx_bundle, kind="pin").encode(["oak table"])[0],
                                atol=1e-5)
     assert pins_out["model_version"][0] == BundleEncoder(tiny_onnx_bundle, kind="pin").model_version

@@ -61,17 +61,17 @@ def test_pins_with_vectors_keep_them_exactly_the_others_use_the_pin_tower(
     own = np.random.default_rng(3).standard_normal((2, enc.dim)).astype(np.float32)
     df = pd.DataFrame({"pin_id": ["a", "b", "c"], "text": ["oak table", "", "red chair"],
                        "embedding": [own[0], own[1], None], "model_version": ["catalog-v7", None, None]})
-    out = udfs.embed_pins(df)
+    out = udfs.embed_pin_rows(df)
     assert np.asarray(out["embedding"][0]).tobytes() == own[0].tobytes()
     assert np.asarray(out["embedding"][1]).tobytes() == own[1].tobytes()
     np.testing.assert_allclose(out["embedding"][2], enc.encode(["red chair"])[0], atol=1e-6)
     assert out["model_version"].tolist() == ["catalog-v7", udfs.PROVIDED_VERSION, enc.model_version]
 
     monkeypatch.delenv(udfs.BUNDLE_ENV)  # every pin brings its vector: no bundle needed at all
-    only_own = udfs.embed_pins(df.iloc[:2])
+    only_own = udfs.embed_pin_rows(df.iloc[:2])
     assert np.asarray(only_own["embedding"][1]).tobytes() == own[1].tobytes()
 
     monkeypatch.setenv(udfs.DIM_ENV, str(enc.dim + 1))
     with pytest.raises(udfs.PinVectorMismatch, match=rf"pin 'a' brings a {enc.dim}-d embedding but the feature view "
                        rf"declares vector_length={enc.dim + 1}"):
-        udfs.embed_pins(df.iloc[:2])
+        udfs.embed_pin_rows(df.iloc[:2])

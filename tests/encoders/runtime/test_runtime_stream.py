@@ -112,7 +112,7 @@ def _pin_table(path: Path, n: int, dim: int | None) -> Path:
 
 def test_query_encode_with_pin_feedback(tiny_onnx_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from encoders.data.schema import pin_embedding_matrix, read_table
-    from encoders.model.pin_feedback import PinFeedback, PinFeedbackIndex
+    from encoders.runtime.pin_feedback import PinFeedback, PinFeedbackIndex
 
     enc = BundleEncoder(tiny_onnx_bundle)
     pins_path = _pin_table(tmp_path / "pins.parquet", 120, enc.dim)

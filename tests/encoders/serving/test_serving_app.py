@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving_helpers import call, concurrent_embeds, raw, raw_get, running
+from serving_helpers import call, concurrent_embeds, http, raw, raw_get, running
 
 from encoders.normalize import normalize_query
 from encoders.runtime import BundleEncoder
@@ -124,7 +124,7 @@ def test_pin_feedback_refines_live_embeddings_like_the_batch_encoder(tiny_onnx_b
     import pyarrow as pa
 
     from encoders.data.schema import PINS, write_table
-    from encoders.model.pin_feedback import PinFeedback, PinFeedbackIndex
+    from encoders.runtime.pin_feedback import PinFeedback, PinFeedbackIndex
     from encoders.serving.config import ServeConfigError
 
     variant = os.environ.get("SEARCHSAGE_BUNDLE_VARIANT", "fp32")
@@ -145,3 +145,57 @@ def test_pin_feedback_refines_live_embeddings_like_the_batch_encoder(tiny_onnx_b
         ServeConfig(bundle=tiny_onnx_bundle, prf_k=0)
     with pytest.raises(ServeConfigError, match=r"pin_feedback .*missing\.parquet: file not found"):
         build_app(ServeConfig(bundle=tiny_onnx_bundle, threads=1, pin_feedback=tmp_path / "missing.parquet"))
+
+
+def test_binary_responses_carry_the_same_float32_rows_as_json(tiny_onnx_bundle: Path, redis_server) -> None:
+    """``Accept: application/octet-stream``: row-major float32 bytes, shape/version/cached in headers."""
+    import asyncio
+
+    import redis
+
+    from encoders.featurestore.embeddings import EmbeddingStore
+    from encoders.serving.client import EmbedClient, EmbedError
+    from encoders.serving.store import QUERY_JOIN_KEY, QUERY_VIEW, redis_client
+
+    redis.Redis.from_url(redis_server.url).flushdb()
+    enc = BundleEncoder(tiny_onnx_bundle, variant="fp32", threads=1)
+    EmbeddingStore(client=redis_client(redis_server.connection_string), project="searchsage", feature_view=QUERY_VIEW,
+                   join_key=QUERY_JOIN_KEY, dim=enc.dim).write(["angle bracket"], enc.encode(["angle bracket"]),
+                                                               model_version=enc.model_version)
+    cfg = ServeConfig(bundle=tiny_onnx_bundle, threads=1, variant="fp32", redis=redis_server.connection_string,
+                      write_back=False)  # "red chair" stays a miss for every request below
+    queries = ["Angle  BRACKET", "red chair", "angle bracket"]  # the third normalises to the first
+    with running(build_app(cfg)) as port:
+        status, body = call(port, "POST", "/embed", {"queries": queries[:1]})
+        assert status == 200 and body["cached"] == [True]
+        payload = b'{"queries": ["Angle  BRACKET", "red chair", "angle bracket"]}'
+        st, head, data = http(port, "POST", "/embed", payload,
+                              {"Content-Type": "application/json", "Accept": "application/octet-stream"})
+        _, json_body = call(port, "POST", "/embed", {"queries": queries})
+        # q=0 refuses octet-stream: JSON; an error stays JSON whatever the client accepts
+        st_q0, head_q0, _ = http(port, "POST", "/embed", payload, {"Accept": "application/octet-stream;q=0"})
+        st_bad, head_bad, bad = http(port, "POST", "/embed", b'{"queries": []}', {"Accept": "application/octet-stream"})
+
+        async def through_client() -> tuple[object, object, object]:
+            async with EmbedClient("127.0.0.1", port) as c:
+                binary, as_json = await c.embed(queries), await c.embed(queries, binary=False)
+                try:
+                    await c.embed([])
+                except EmbedError as exc:
+                    return binary, as_json, exc
+                raise AssertionError("an empty request must fail")
+
+        binary, as_json, err = asyncio.run(through_client())
+    assert st == 200 and head["content-type"] == "application/octet-stream"
+    assert head["x-embedding-shape"] == f"3,{body['dim']}" and head["x-embedding-dtype"] == "float32"
+    assert head["x-model-version"] == body["model_version"] and head["x-embedding-cached"] == "1,0,1"
+    assert len(data) == 3 * body["dim"] * 4
+    rows = np.frombuffer(data, dtype="<f4").reshape(3, body["dim"])
+    assert rows.tobytes() == np.asarray(json_body["embeddings"], dtype=np.float32).tobytes()  # bit-identical
+    assert rows[0].tobytes() == rows[2].tobytes() and rows[0].tobytes() != rows[1].tobytes()
+    assert st_q0 == 200 and head_q0["content-type"] == "application/json"
+    assert st_bad == 422 and head_bad["content-type"] == "application/json" and b"empty" in bad
+    assert binary.matrix.tobytes() == rows.tobytes() and binary.cached.tolist() == [True, False, True]
+    assert binary.model_version == body["model_version"] and binary.matrix.dtype == np.float32
+    assert as_json.matrix.tobytes() == rows.tobytes() and as_json.cached.tolist() == [True, False, True]
+    assert err.status == 422 and "empty" in err.message

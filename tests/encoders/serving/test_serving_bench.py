@@ -26,15 +26,26 @@ def test_quick_benchmark_writes_json_and_markdown(tiny_onnx_bundle: Path, tmp_pa
     md = (tmp_path / "serving.md").read_text()
     assert data["offline_qps"] > 0 and len(data["offline_qps_runs"]) == 2
     rows = {(r["mode"], r["kind"], r["concurrency"]) for r in data["results"]}
-    assert rows == {(m, "closed", c) for m in ("batched", "unbatched") for c in (1, 8)} | {
-        ("batched", "open", 8), ("unbatched", "open", 8)}
+    modes = ("batched", "batched-binary", "unbatched")
+    assert rows == {(m, "closed", c) for m in modes for c in (1, 8)} | {(m, "open", 8) for m in modes}
     for r in data["results"]:
         assert r["requests"] > 0 and r["errors"] == 0 and r["qps"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0
     unbatched = [r for r in data["results"] if r["mode"] == "unbatched"]
     assert all(r["mean_batch"] == 1.0 for r in unbatched)
-    assert set(data["checks"]) >= {"share_of_offline", "speedup_vs_unbatched", "open_loop_p99_ms"}
-    assert "| batched | concurrency 8 |" in md and "Reproduce:" in md
+    assert set(data["checks"]) >= {"share_of_offline", "speedup_vs_unbatched", "open_loop_p99_ms",
+                                   "binary_share_of_offline", "binary_open_loop_p99_ms"}
+    assert "| batched | concurrency 8 |" in md and "| batched-binary | concurrency 8 |" in md and "Reproduce:" in md
     assert report.offline_qps == data["offline_qps"]
+    # every server the benchmark started is gone (batched and batched-binary share one)
+    left = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in cmd and str(tiny_onnx_bundle).encode() in cmd:
+            left.append(proc.name)
+    assert not left, f"benchmark servers left running: {left}"
 
 
 def test_synthetic_queries_are_short_and_mostly_distinct() -> None:

@@ -1,9 +1,20 @@
-"""Argument types and the command-group pattern shared by every ``searchsage`` sub-command module."""
+"""What every ``searchsage`` command module shares: :class:`CLIError`, argument types, the
+command-group pattern and the dataclass-to-flags generator.
+
+It lives outside :mod:`encoders.cli` and imports nothing of the project at module level, so any
+package's command module (``abtest.cli``, ``dashboard.cli``, ``encoders.cli.*``) can import it
+without importing another package's CLI (and without an import loop through
+:mod:`encoders.cli.main`, which loads the command modules by name).
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as ``searchsage: error: <message>``, exit status 2."""
 
 
 def positive_int(text: str) -> int:
@@ -29,9 +40,9 @@ def command_group(subparsers: Any, name: str, help: str) -> Any:
 
 
 def add_pin_feedback_options(parser: argparse.ArgumentParser, context: str) -> None:
-    """``--prf-k`` / ``--prf-weight`` (defaults: :class:`encoders.model.pin_feedback.PinFeedback`'s);
+    """``--prf-k`` / ``--prf-weight`` (defaults: :class:`encoders.runtime.pin_feedback.PinFeedback`'s);
     ``context`` says when they apply (e.g. ``"with --pin-feedback"``)."""
-    from encoders.model.pin_feedback import PinFeedback
+    from encoders.runtime.pin_feedback import PinFeedback
 
     parser.add_argument("--prf-k", type=int, default=PinFeedback.k,
                         help=f"{context}: top pins averaged into each query (default {PinFeedback.k}, chosen on "
@@ -42,10 +53,9 @@ def add_pin_feedback_options(parser: argparse.ArgumentParser, context: str) -> N
 
 
 def pin_feedback_from_args(args: argparse.Namespace) -> Any:  # -> PinFeedback
-    """The :class:`~encoders.model.pin_feedback.PinFeedback` of ``--prf-k``/``--prf-weight``; a CLIError
+    """The :class:`~encoders.runtime.pin_feedback.PinFeedback` of ``--prf-k``/``--prf-weight``; a CLIError
     naming both flags when they are out of range."""
-    from encoders.cli.main import CLIError
-    from encoders.model.pin_feedback import PinFeedback
+    from encoders.runtime.pin_feedback import PinFeedback
 
     try:
         return PinFeedback(k=args.prf_k, weight=args.prf_weight)
@@ -85,7 +95,6 @@ def config_from_args(config_cls: Any, args: argparse.Namespace, **overrides: Any
     option when ``__post_init__`` rejects a value."""
     import dataclasses
 
-    from encoders.cli.main import CLIError
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls) if hasattr(args, f.name)}
     try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from encoders.model.pin_feedback import PinFeedback, PinFeedbackIndex
+from encoders.runtime.pin_feedback import PinFeedback, PinFeedbackIndex
 
 PINS = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=np.float32)
 
