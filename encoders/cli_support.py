@@ -63,31 +63,75 @@ def pin_feedback_from_args(args: argparse.Namespace) -> Any:  # -> PinFeedback
         raise CLIError(f"--prf-k/--prf-weight: {exc}") from None
 
 
-def add_config_options(parser: argparse.ArgumentParser, config_cls: Any, helps: dict[str, str],
+def _show_default(value: Any) -> str:
+    """A default as a help text shows it: ``10,100`` for a tuple, ``5e-5`` / ``2`` for a float."""
+    import re
+
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, float):  # the shorter of 0.001 and 1e-3 that reads back as the value
+        forms = [f"{value:g}", re.sub(r"\.?0*e([+-])0*(\d)", lambda m: "e" + m.group(1).lstrip("+") + m.group(2),
+                                      f"{value:e}")]
+        return min((f for f in forms if float(f) == value), key=len, default=forms[0])
+    return str(value)
+
+
+def _user_type(parse: Any) -> Any:
+    """``parse`` as an ``argparse`` type: its ValueError message becomes the flag's error message."""
+
+    def wrapped(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    wrapped.__name__ = getattr(parse, "__name__", "value")
+    return wrapped
+
+
+def add_config_options(parser: argparse.ArgumentParser, config_cls: Any, helps: dict[str, str] | None = None,
                        skip: tuple[str, ...] = ()) -> None:
     """One ``--flag`` per field of the dataclass ``config_cls`` (default taken from the dataclass, so
-    it is declared once): ``--max-length`` for ``max_length``; ``Literal`` fields become choices;
-    ``helps`` gives each flag's help text (the default is appended)."""
+    it is declared once): ``--max-length`` for ``max_length``; ``Literal`` fields become choices; a
+    ``bool`` field defaulting to False is a switch (``store_true``), one defaulting to True gets
+    ``--x/--no-x``.
+
+    Help: ``helps[name]`` with the default appended, else the field's ``metadata["help"]`` as written,
+    where ``{default}`` stands for the default. Other ``metadata`` keys: ``"flag"`` (the flag's name
+    when it is not the field's; None = no flag), ``"choices"``, ``"type"`` (a parser of the text,
+    whose ValueError message is the error shown) and ``"metavar"``. Fields in ``skip`` get no flag.
+    """
     import dataclasses
     import typing
 
+    helps = helps or {}
     hints = typing.get_type_hints(config_cls)
     for f in dataclasses.fields(config_cls):
-        if f.name in skip:
+        flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+        if f.name in skip or flag is None:
             continue
         default = f.default
         hint = hints[f.name]
-        kwargs: dict[str, Any] = {"default": default, "dest": f.name,
-                                  "help": f"{helps.get(f.name, f.name)} (default {default})"}
-        choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
+        if f.name in helps or "help" not in f.metadata:
+            help_text = f"{helps.get(f.name, f.name)} (default {default})"
+        else:
+            help_text = f.metadata["help"].replace("%", "%%").replace("{default}", _show_default(default))
+        kwargs: dict[str, Any] = {"default": default, "dest": f.name, "help": help_text}
+        choices = f.metadata.get("choices")
+        if choices is None and typing.get_origin(hint) is typing.Literal:
+            choices = typing.get_args(hint)
         base = next((t for t in (typing.get_args(hint) or (hint,)) if t is not type(None)), str)
+        if "metavar" in f.metadata:
+            kwargs["metavar"] = f.metadata["metavar"]
         if choices:
             kwargs["choices"] = choices
         elif isinstance(default, bool):
-            kwargs["action"] = argparse.BooleanOptionalAction
+            kwargs["action"] = "store_true" if default is False else argparse.BooleanOptionalAction
+        elif "type" in f.metadata:
+            kwargs["type"] = _user_type(f.metadata["type"])
         else:
             kwargs["type"] = base if base in (int, float, str) else str
-        parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+        parser.add_argument(flag, **kwargs)
 
 
 def config_from_args(config_cls: Any, args: argparse.Namespace, **overrides: Any) -> Any:

@@ -137,7 +137,7 @@ def test_train_layers_freezes_the_lower_encoder(tmp_path: Path, tiny_bert_dir: P
 
 
 def test_row_known_positives_adds_pseudo_query_matches_to_the_last_rows() -> None:
-    from encoders.train.trainer import _row_known_positives
+    from encoders.train.step import row_known_positives as _row_known_positives
 
     known = {"red chair": {0, 3}, "trim kit": {7}}
     assert _row_known_positives(None, ["red chair", "x"], None) is None
