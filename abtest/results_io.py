@@ -26,6 +26,7 @@ import pandas as pd
 from abtest.analysis import AnalysisResult
 from abtest.relevance_ppi import PPIRelevance
 from abtest.relevance_report import RelevanceReport
+from encoders.json_files import read_json_object
 
 SCHEMA_VERSION = 1
 
@@ -212,15 +213,7 @@ def json_float(v: Any) -> float:
 
 def read_json(path: Path, what: str) -> dict:
     """A JSON object from ``path``; raises :class:`ResultsFileError` naming ``what`` wrote it."""
-    if not path.is_file():
-        raise ResultsFileError(f"{path} not found ({what})")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ResultsFileError(f"{path} is not valid JSON ({exc}); it is {what} — re-run that command") from None
-    if not isinstance(data, dict):
-        raise ResultsFileError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
+    return read_json_object(path, what, ResultsFileError)
 
 
 def read_parquet(path: Path, columns: tuple[str, ...], what: str) -> pd.DataFrame:

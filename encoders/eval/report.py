@@ -49,15 +49,10 @@ def read_report_json(path: str | Path) -> dict:
     """The raw ``eval_report.json`` object at ``path``, its ``systems`` checked (each needs ``name``,
     ``recall``, ``ndcg``, ``precision``); :class:`ReportFileError` otherwise. Readers that want the
     dataclasses use :meth:`EvalReport.read_json`."""
+    from encoders.json_files import read_json_object
+
     p = Path(path)
-    if not p.is_file():
-        raise ReportFileError(f"{p} not found ({REPORT_HINT})")
-    try:
-        report = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReportFileError(f"{p} is not valid JSON ({exc}); it is {REPORT_HINT} — re-run that command") from None
-    if not isinstance(report, dict):
-        raise ReportFileError(f"{p}: expected a JSON object, got {type(report).__name__}")
+    report = read_json_object(p, REPORT_HINT, ReportFileError)
     systems = report.get("systems")
     if not isinstance(systems, list) or not systems:
         raise ReportFileError(f"{p}: key 'systems' missing or empty — not a training/eval report ({REPORT_HINT})")

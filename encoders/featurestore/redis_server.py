@@ -75,8 +75,12 @@ class LocalRedis:
         assert self.directory is not None
         return self.directory / "redis.pid"
 
+    def server_command(self) -> list[str]:
+        """The server's argv before the options (a subclass may use another binary or load modules)."""
+        return [redis_server_binary()]
+
     def start(self, timeout_s: float = 10.0) -> LocalRedis:
-        exe = redis_server_binary()
+        command = self.server_command()
         if self.directory is None:
             self.directory = Path(tempfile.mkdtemp(prefix="searchsage-redis-"))
             self._own_dir = True
@@ -85,7 +89,7 @@ class LocalRedis:
         if self.port is None:
             self.port = free_port(self.host)
         args = [
-            exe, "--bind", self.host, "--port", str(self.port), "--dir", str(self.directory),
+            *command, "--bind", self.host, "--port", str(self.port), "--dir", str(self.directory),
             "--pidfile", str(self.pid_file), "--save", "", "--appendonly", "no",
             "--protected-mode", "yes", "--daemonize", "no", "--loglevel", "warning",
         ]

@@ -29,20 +29,17 @@ Euclidean distance, ``cosine`` ``1 - cos``, ``inner_product`` the *negative* inn
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from encoders.featurestore import codec
+from encoders.featurestore.redis_server import LocalRedis, RedisUnavailable
 
 #: Feast ``vector_search_metric`` spellings -> the query engine's DISTANCE_METRIC.
 METRICS = {"l2": "L2", "euclidean": "L2", "cosine": "COSINE", "inner_product": "IP", "ip": "IP", "dot": "IP",
@@ -350,62 +347,17 @@ def stack_server_command() -> list[str]:
     )
 
 
-@dataclass
-class LocalRedisStack:
-    """A private Redis with the query engine on 127.0.0.1 (free port); a context manager."""
+class LocalRedisStack(LocalRedis):
+    """A private Redis with the query engine (:func:`stack_server_command`) on 127.0.0.1, a free port;
+    :class:`~encoders.featurestore.redis_server.LocalRedis` with another server command."""
 
-    port: int | None = None
-    host: str = "127.0.0.1"
-    directory: Path | None = None
-    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
-
-    @property
-    def connection_string(self) -> str:
-        return f"{self.host}:{self.port}"
+    def server_command(self) -> list[str]:
+        return stack_server_command()
 
     def start(self, timeout_s: float = 30.0) -> LocalRedisStack:
-        from encoders.featurestore.redis_server import free_port
+        try:
+            super().start(timeout_s)
+        except RedisUnavailable as exc:
+            raise VectorSearchUnavailable(f"redis-server with the query engine: {exc}") from None
+        return self
 
-        argv = stack_server_command()
-        self.directory = Path(tempfile.mkdtemp(prefix="searchsage-stack-"))
-        self.port = self.port or free_port(self.host)
-        log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 - owned by the child
-        self._proc = subprocess.Popen(
-            [*argv, "--bind", self.host, "--port", str(self.port), "--dir", str(self.directory), "--save", "",
-             "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no", "--loglevel", "warning"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                text = (self.directory / "redis.log").read_text(errors="replace").strip().splitlines()[-1:]
-                self.stop()
-                raise VectorSearchUnavailable(f"redis-server with the query engine exited: {' '.join(text)}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(64):
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise VectorSearchUnavailable(f"redis-server with the query engine did not answer on "
-                                      f"{self.host}:{self.port} within {timeout_s}s")
-
-    def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
-        if self.directory is not None:
-            shutil.rmtree(self.directory, ignore_errors=True)
-            self.directory = None
-
-    def __enter__(self) -> LocalRedisStack:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
