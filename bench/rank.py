@@ -50,7 +50,9 @@ def _pct(xs: list[float]) -> dict[str, float]:
 
 def _pins(args: argparse.Namespace, work: Path) -> tuple[Path, str]:
     if not args.synthetic and args.pins_file.is_file():
-        return args.pins_file, f"{args.pins_file} (own frozen vectors)"
+        shown = args.pins_file.resolve()
+        shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else args.pins_file
+        return args.pins_file, f"{shown} (own frozen vectors)"
     rng = np.random.default_rng(0)
     vecs = rng.standard_normal((args.pins, args.dim)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
