@@ -7,11 +7,18 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from encoders.cli_support import add_pin_feedback_options, pin_feedback_from_args
+from encoders.cli_support import (
+    add_config_options,
+    add_pin_feedback_options,
+    config_from_args,
+    pin_feedback_from_args,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``export`` and ``encode`` sub-commands."""
+    from encoders.export.config import PIN_MAX_LENGTH, ParityThresholds
+
     p = subparsers.add_parser(
         "export", help="export a trained query tower and the frozen pin tower to an ONNX bundle",
         description="Write BUNDLE/query and BUNDLE/pin (model.onnx fp32, model.int8.onnx, tokenizer.json, "
@@ -23,10 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--base-model", help="local transformers directory (overrides the run's recorded base model)")
     p.add_argument("--no-fuse", action="store_true", help="skip onnxruntime's offline BERT fusions")
     p.add_argument("--reduce-range", action="store_true", help="7-bit int8 weights (older CPUs without VNNI)")
-    p.add_argument("--fp32-max-abs", type=float, default=1e-4, help="max |onnx fp32 - torch| (default 1e-4)")
-    p.add_argument("--int8-cos-mean", type=float, default=0.99, help="min mean cosine int8 vs fp32 (default 0.99)")
-    p.add_argument("--int8-cos-min", type=float, default=0.97, help="min row cosine int8 vs fp32 (default 0.97)")
-    p.add_argument("--pin-max-length", type=int, default=64, help="token limit of the pin tower (default 64)")
+    add_config_options(p, ParityThresholds)
+    p.add_argument("--pin-max-length", type=int, default=PIN_MAX_LENGTH,
+                   help=f"token limit of the pin tower (default {PIN_MAX_LENGTH})")
     p.set_defaults(func=run_export)
 
     e = subparsers.add_parser(
@@ -67,7 +73,7 @@ def run_export(args: argparse.Namespace) -> int:
         raise CLIError("export needs --run RUN (a `searchsage train` directory), or --pin-only")
     options = ExportOptions(
         fuse=not args.no_fuse, quantize=QuantizeConfig(reduce_range=args.reduce_range),
-        thresholds=ParityThresholds(args.fp32_max_abs, args.int8_cos_mean, args.int8_cos_min),
+        thresholds=config_from_args(ParityThresholds, args),
         pin_max_length=args.pin_max_length,
     )
     try:

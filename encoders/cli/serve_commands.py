@@ -17,6 +17,8 @@ def _option(p: argparse.ArgumentParser, flag: str, kind: type) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from encoders.serving.config import ServeConfig  # every default below is its own
+
     p = subparsers.add_parser(
         "serve",
         help="serve query embeddings over HTTP with dynamic batching and a Redis cache",
@@ -31,10 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     store.add_argument("--repo", type=Path, default=None, help="Feast repository whose online store is the cache")
     store.add_argument("--redis", default=None, metavar="HOST:PORT",
                        help="Redis online store (host:port[,password=...] or redis://[:password@]host:port[/db])")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    p.add_argument("--variant", choices=("auto", "fp32", "int8"), default="auto",
-                   help="ONNX variant (default auto: $SEARCHSAGE_BUNDLE_VARIANT, else fp32 — the variant Feast "
+    p.add_argument("--host", default=ServeConfig.host,
+                   help=f"address to bind (default {ServeConfig.host}, loopback only)")
+    p.add_argument("--port", type=int, default=ServeConfig.port, help=f"TCP port (default {ServeConfig.port})")
+    p.add_argument("--variant", choices=("auto", "fp32", "int8"), default=ServeConfig.variant,
+                   help=f"ONNX variant (default {ServeConfig.variant}: $SEARCHSAGE_BUNDLE_VARIANT, else fp32 — the variant Feast "
                    "materialisation uses, so stored and served vectors agree)")
     _option(p, "--max-batch", int)
     _option(p, "--max-batch-tokens", int)
@@ -56,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="refine each query embedding towards the mean of its top pins in this pins.parquet "
                    "(the same as `searchsage encode --pin-feedback`; default off)")
     add_pin_feedback_options(p, "with --pin-feedback")
-    p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
+    p.add_argument("--log-level", default=ServeConfig.log_level, choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(func=cmd_serve)
 
 

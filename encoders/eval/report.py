@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from encoders.eval.bootstrap import BootstrapCI, paired_bootstrap_diff
+from encoders.eval.config import DEFAULT_RELEVANT_GRADE, DEFAULT_SYSTEMS, RUN_SYSTEMS, EvalConfig, HNSWConfig
 from encoders.eval.evalset import EvalInputError, EvalSet, load_eval_set
 from encoders.eval.ranking_metrics import grades_for, ndcg_at_k, precision_at_k
 from encoders.eval.retrieval import (
-    HNSWConfig,
     HNSWIndex,
     ann_recall,
     pair_hit_rank,
@@ -36,7 +36,6 @@ from encoders.eval.systems import BASELINES, SystemOptions, SystemRun, run_syste
 
 REPORT_JSON = "eval_report.json"
 REPORT_MD = "eval_report.md"
-DEFAULT_RELEVANT_GRADE = 2.67
 #: Where an ``eval_report.json`` comes from, quoted in :func:`read_report_json`'s errors.
 REPORT_HINT = "written by `searchsage evaluate --run RUN` and copied into the bundle by `searchsage export`"
 
@@ -274,25 +273,27 @@ def _hnsw_metrics(
 def evaluate(
     dataset_dir: str | Path,
     run_dir: str | Path | None = None,
-    systems: Sequence[str] | None = None,
-    index_size: int | None = None,
-    k: Sequence[int] = (10, 100),
-    hnsw: bool = False,
+    systems: Sequence[str] | None = EvalConfig.systems,
+    index_size: int | None = EvalConfig.index_size,
+    k: Sequence[int] = EvalConfig.k,
+    hnsw: bool = EvalConfig.hnsw,
     *,
     hnsw_config: HNSWConfig | None = None,
-    base_model: str | Path | None = None,
-    relevant_grade: float | None = None,
+    base_model: str | Path | None = EvalConfig.base_model,
+    relevant_grade: float | None = EvalConfig.relevant_grade,
     min_grade: float | None = None,
     ndcg_k: int = 10,
     precision_k: int = 8,
-    seed: int = 0,
-    bootstrap_reps: int = 1000,
+    seed: int = EvalConfig.seed,
+    bootstrap_reps: int = EvalConfig.bootstrap_reps,
     options: SystemOptions | None = None,
     out_dir: str | Path | None = None,
     progress: bool = False,
 ) -> EvalReport:
     """Evaluate ``systems`` on the held-out split of ``dataset_dir`` → :class:`EvalReport`.
 
+    The defaults are :class:`~encoders.eval.config.EvalConfig`'s (the options of ``searchsage
+    evaluate``, declared there once); ``hnsw_config`` defaults to :class:`HNSWConfig`'s.
     ``systems`` defaults to ``bm25, zero_shot`` plus ``searchsage, prf, blend`` when ``run_dir`` is
     given. ``index_size=None`` indexes every pin; an int samples that many (seeded, positives
     always in). ``relevant_grade`` (P@k threshold) defaults to the dataset's
@@ -304,7 +305,7 @@ def evaluate(
     if not ks or ks[0] < 1:
         raise EvalInputError(f"k must be positive integers, got {list(k)}")
     if systems is None:
-        systems = ["bm25", "zero_shot"] + (["searchsage", "prf", "blend"] if run_dir is not None else [])
+        systems = [*DEFAULT_SYSTEMS, *(RUN_SYSTEMS if run_dir is not None else ())]
     systems = list(dict.fromkeys(systems))
     if not systems:
         raise EvalInputError("no systems to evaluate")

@@ -12,9 +12,10 @@ Conventions:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
+
+from encoders.eval.config import HNSWConfig  # re-exported: its home was here
 
 
 def pair_hit_rank(ranking: np.ndarray, pair_query: np.ndarray, pair_pin: np.ndarray) -> np.ndarray:
@@ -63,15 +64,6 @@ def sample_index(n_pins: int, must_include: np.ndarray, size: int | None, seed: 
     rng = np.random.default_rng(seed)
     extra = rng.choice(rest, size=size - must.size, replace=False)
     return np.sort(np.concatenate([must, extra]))
-
-
-@dataclass(frozen=True)
-class HNSWConfig:
-    """faiss ``IndexHNSWFlat`` settings: graph degree ``m``, build and search beam widths."""
-
-    m: int = 32
-    ef_construction: int = 200
-    ef_search: int = 128
 
 
 class HNSWIndex:

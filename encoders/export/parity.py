@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from encoders.export.config import ParityThresholds  # re-exported: its home was here
+
 #: Fixed query set: short product queries, several scripts, an empty string and an over-long one.
 PARITY_TEXTS: tuple[str, ...] = (
     "angle bracket", "LED light bulb", "cordless drill 18v", "bathroom vanity with sink", "oak table",
@@ -29,15 +31,6 @@ PARITY_TEXTS: tuple[str, ...] = (
 
 class ParityError(ValueError):
     """An exported model differs from its reference by more than the thresholds allow."""
-
-
-@dataclass
-class ParityThresholds:
-    """Limits an export must meet: fp32 max |onnx − torch|, int8 cosine to fp32 (mean and min)."""
-
-    fp32_max_abs: float = 1e-4
-    int8_cos_mean: float = 0.99
-    int8_cos_min: float = 0.97
 
 
 @dataclass
