@@ -23,39 +23,33 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from encoders.cli_support import CLIError, command_group, positive_int
 
 
-def _share(text: str) -> float:
+def _number(text: str, ok: Callable[[float], bool], expected: str) -> float:
+    """``argparse`` type body: ``text`` as a float satisfying ``ok``, else an error saying ``expected``."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
     return value
+
+
+def _share(text: str) -> float:
+    return _number(text, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
 def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
-    return value
+    return _number(text, lambda v: 0 < v <= 1, "a number in (0, 1]")
 
 
 def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
+    return _number(text, lambda v: v >= 0, "a number >= 0")
 
 
 def _positive_float(text: str) -> float:
