@@ -4,7 +4,8 @@
 distinct grades** among their judged pins (a query whose items all share one grade cannot rank
 anything), optionally a seeded subset of them. :func:`evaluate_systems` calls each
 :data:`~encoders.relevance.scorers.Scorer` on those pairs (in chunks of whole queries, timing the
-scorer calls only → pairs/s), computes the per-query metrics of :mod:`encoders.relevance.metrics`
+scorer calls only → pairs/s; a scorer's ``prepare(queries)``, when it has one, runs untimed first:
+the student reads the stored query vectors there, once per query, as a ranker does), computes the per-query metrics of :mod:`encoders.relevance.metrics`
 and averages them over queries (every system over the same queries), and adds paired-bootstrap CIs
 (over queries) of each system's difference to a reference system for Kendall tau and nDCG@k with
 exponential gain. :meth:`RelevanceReport.write` writes ``relevance_report.json``,
@@ -273,6 +274,8 @@ def evaluate_systems(
     summaries: list[SystemSummary] = []
     for name, scorer in scorers.items():
         predicts = name in grade_systems or bool(getattr(scorer, "predicts_grades", False))
+        if callable(getattr(scorer, "prepare", None)):  # untimed per-query work (stored features)
+            scorer.prepare([pairs.queries[g[0]] for g in groups])  # type: ignore[union-attr]
         scores, secs = score_pairs(scorer, pairs, groups, name, chunk_pairs, progress)
         rows = [query_metrics(scores[g], pairs.grades[g], pairs.scale, predicts, k, ties) for g in groups]
         vals = {m: np.asarray([getattr(r, m) for r in rows], dtype=np.float64) for m in METRICS}

@@ -174,3 +174,41 @@ class DatasetFeatureSource:
             bad = int(np.flatnonzero(idx < 0)[0])
             raise FeatureSourceError(f"pin_id {pin_ids[bad]!r} (row {bad}) is not in {self.dataset_dir / 'pins.parquet'}")
         return self.pins["text"].astype(str).to_numpy()[idx].tolist()
+
+
+class StoredQueryVectors:
+    """A feature source whose query vectors were read once up front, as a ranker finds them in the
+    online store (SearchSage materialises them, or computed them when retrieving the candidates).
+
+    ``prefetch(queries)`` asks the wrapped ``source`` for the vectors of ``queries`` and keeps them;
+    ``query_vectors`` then answers from memory (a query not prefetched goes to the wrapped source).
+    Pin vectors and statistics are the wrapped source's. Used to time a student's scoring without
+    the query encoding that serving pays once per query, not per scored pair.
+    """
+
+    def __init__(self, source: Any):
+        self.source = source
+        self._vectors: dict[str, np.ndarray] = {}
+
+    def prefetch(self, queries: Sequence[str]) -> None:
+        """Read the vectors of the distinct ``queries`` not yet held (one call to the source)."""
+        todo = [q for q in dict.fromkeys(str(q) for q in queries) if q not in self._vectors]
+        if todo:
+            vecs = np.asarray(self.source.query_vectors(todo), dtype=np.float32)
+            self._vectors.update(zip(todo, vecs, strict=True))
+
+    def query_vectors(self, queries: list[str]) -> np.ndarray:
+        self.prefetch(queries)
+        if not queries:
+            return np.asarray(self.source.query_vectors([]), dtype=np.float32)
+        return np.stack([self._vectors[str(q)] for q in queries])
+
+    def pin_vectors(self, pin_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        return self.source.pin_vectors(pin_ids)
+
+    def pin_stats(self, pin_ids: list[str]) -> np.ndarray:
+        return self.source.pin_stats(pin_ids)
+
+    def pin_texts(self, pin_ids: Sequence[str]) -> list[str]:
+        return self.source.pin_texts(pin_ids)
+

@@ -151,3 +151,21 @@ def test_scorer_errors(data: dict, trained: dict, tmp_path: Path) -> None:
         StudentScorer(trained["out"], HashSource(data["ds"], dim=32)).score(["oak"], [pid], ["oak"])
     with pytest.raises(ValueError, match="one of each per pair"):
         StudentScorer(trained["out"], data["source"]).score(["a", "b"], [pid], ["t"])
+
+
+def test_stored_query_vectors_read_once_and_score_the_same(data: dict, trained: dict) -> None:
+    from encoders.relevance.feature_sources import StoredQueryVectors
+
+    frame, source = data["frame"], data["source"]
+    texts = [source.texts[p] for p in frame["pin_id"]]
+    queries, pins = frame["query"].tolist(), frame["pin_id"].tolist()
+    direct = StudentScorer(trained["out"], source, threads=1).score(queries, pins, texts)
+    stored = StoredQueryVectors(source)
+    source.calls.clear()
+    stored.prefetch(queries)
+    stored.prefetch(queries[:5])  # already held: no second read
+    assert [c[0] for c in source.calls] == ["query"]
+    source.calls.clear()
+    grades = StudentScorer(trained["out"], stored, threads=1).score(queries, pins, texts)
+    assert "query" not in [c[0] for c in source.calls]  # scoring reads pins and stats only
+    np.testing.assert_array_equal(grades, direct)
