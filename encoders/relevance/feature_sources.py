@@ -1,7 +1,7 @@
 """Where the relevance student's vectors and engagement statistics come from.
 
 :class:`FeastFeatureSource` reads a materialised Feast repository (stock ``get_online_features`` for
-query vectors and engagement statistics, :class:`~encoders.featurestore.embeddings.EmbeddingStore`
+query vectors and engagement statistics, :class:`~encoders.redis_records.embeddings.EmbeddingStore`
 for pin vectors); :class:`DatasetFeatureSource` reads a dataset directory + an ONNX bundle or a tower
 run, no Redis, for training at scale. Both give the same feature matrix for the same pairs (tested
 against a real redis-server).
@@ -51,7 +51,7 @@ class FeastFeatureSource:
 
     def pin_vectors(self, pin_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         if self._pins is None:
-            from encoders.featurestore.ranking import embedding_reader
+            from encoders.ranking.ranker import embedding_reader
 
             dim = declared_dim(self.store.get_feature_view(PIN_VIEW))
             self._pins = embedding_reader(self.store, PIN_VIEW, dim or 0)

@@ -1,6 +1,6 @@
 """``searchsage rank --rerank STUDENT``: the distilled relevance student as the ranker's reranker.
 
-:class:`StudentReranker` has the shape of :class:`encoders.featurestore.ranking.Reranker`: it grades
+:class:`StudentReranker` has the shape of :class:`encoders.ranking.ranker.Reranker`: it grades
 one query's candidates with :class:`~encoders.relevance.student.StudentScorer`, features read
 through Feast (:class:`~encoders.relevance.feature_sources.FeastFeatureSource`) on the ranker's own
 store. The student is loaded at the first :meth:`grades` call.

@@ -36,6 +36,7 @@ from encoders.relevance.features import (
     StudentFeaturizer,
     TextIndex,
     gather_inputs,
+    tokenize,
 )
 from encoders.relevance.metrics import exp_gain
 from encoders.relevance.pairs import GradeScale
@@ -275,6 +276,12 @@ class StudentScorer:
         if len(x) == 0:
             return np.zeros(0, dtype=np.float64)
         return self.scale.from_unit(self.model.predict_unit(x))
+
+    def warm_up(self) -> None:
+        """Load what a running ranker already holds (the feature source's tables, the tokeniser), so
+        a timed call measures scoring only."""
+        self.score([], [], [])
+        tokenize("warm up")
 
     def score(self, queries: Sequence[str], pin_ids: Sequence[str], texts: Sequence[str]) -> np.ndarray:
         """Student grades ``(N,)`` float64 of pairs ``(queries[i], pin_ids[i])`` with pin ``texts[i]``."""
