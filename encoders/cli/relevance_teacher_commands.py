@@ -20,7 +20,9 @@ TEACHER_HELP = {
     "precision": "bf16 = CPU/GPU bfloat16 autocast for the forward pass",
     "device": "torch device (cpu, cuda, cuda:N)",
     "threads": "torch threads",
-    "seed": "seed for the step order and the head's initialisation",
+    "seed": "seed for the step order and the head's initialisation (and of the validation sample)",
+    "max_validation_pairs": "calibrate and report on at most this many validation pairs (whole queries, a "
+                            "seeded sample)",
 }
 
 

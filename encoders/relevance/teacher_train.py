@@ -55,6 +55,7 @@ class TeacherConfig:
     device: str = "cpu"
     threads: int | None = None
     seed: int = 0
+    max_validation_pairs: int | None = 20_000
 
     def __post_init__(self) -> None:
         checks = {
@@ -63,6 +64,7 @@ class TeacherConfig:
             "max_minutes": self.max_minutes is None or self.max_minutes > 0,
             "pairwise_weight": self.pairwise_weight >= 0, "precision": self.precision in ("fp32", "bf16"),
             "threads": self.threads is None or self.threads >= 1,
+            "max_validation_pairs": self.max_validation_pairs is None or self.max_validation_pairs >= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -144,6 +146,19 @@ def validation_figures(pairs: JudgedPairs, grades: np.ndarray) -> dict[str, floa
     return {"kendall_tau": float(np.mean(taus)) if taus else float("nan"), "queries": len(taus)}
 
 
+def validation_sample(pairs: JudgedPairs, max_pairs: int | None, seed: int = 0) -> JudgedPairs:
+    """The validation split's pairs, or whole validation queries in a seeded order until ``max_pairs``
+    (calibrating on 110k pairs of a fully judged dataset would take longer than training)."""
+    val = pairs.subset("validation")
+    if max_pairs is None or len(val) <= max_pairs:
+        return val
+    groups = val.query_groups()
+    order = np.random.default_rng(seed).permutation(len(groups))
+    sizes = np.asarray([groups[i].size for i in order])
+    keep = max(1, int(np.searchsorted(np.cumsum(sizes), max_pairs, side="right")))
+    return val.subset(np.sort(np.concatenate([groups[i] for i in order[:keep]])))
+
+
 def train_teacher(pairs: JudgedPairs, config: TeacherConfig, progress: bool = True
                   ) -> tuple[LogitModel, PairTokenizer, TeacherTrainResult]:
     """Fine-tune on ``pairs.subset("train")``, calibrate and report on ``"validation"``."""
@@ -153,7 +168,7 @@ def train_teacher(pairs: JudgedPairs, config: TeacherConfig, progress: bool = Tr
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    train, val = pairs.subset("train"), pairs.subset("validation")
+    train, val = pairs.subset("train"), validation_sample(pairs, config.max_validation_pairs, config.seed)
     if len(train) == 0:
         raise ValueError("no judged pair of a training query (md5 split): nothing to train the teacher on")
     device, bf16 = config.device, config.precision == "bf16"

@@ -153,3 +153,17 @@ def test_abtest_label_grades_served_results_with_the_teacher(teacher_dir: Path, 
     assert t["pin_id"].tolist() == pairs.pin_ids[:4]
     want = CrossEncoderScorer(teacher_dir, threads=1).score([q] * 4, pairs.texts[:4])
     np.testing.assert_allclose(t["grade"].to_numpy(), want, rtol=1e-6)
+
+
+def test_validation_sample_keeps_whole_queries_up_to_the_cap(judged_dir: Path) -> None:
+    from encoders.relevance.teacher_train import validation_sample
+
+    pairs = load_judged_pairs(judged_dir)
+    full = pairs.subset("validation")
+    assert validation_sample(pairs, None) is not None and len(validation_sample(pairs, None)) == len(full)
+    cap = len(full) // 2
+    sample = validation_sample(pairs, cap, seed=3)
+    assert 0 < len(sample) <= cap and set(sample.split) == {"validation"}
+    sizes = {q: full.queries.count(q) for q in set(sample.queries)}
+    assert all(sample.queries.count(q) == n for q, n in sizes.items())  # no query is cut
+    assert validation_sample(pairs, cap, seed=3).queries == sample.queries  # seeded
