@@ -13,7 +13,14 @@ Periods: a user's **experiment period** starts at their first exposure; the **pr
 between are dropped. ``day`` = whole days since ``start`` (UTC). Users exposed to more than one
 arm are excluded and counted. Query segments: queries ranked by search volume over the whole log;
 ``head`` = queries holding the first ``head_share`` of searches, ``torso`` up to ``torso_share``,
-the rest ``tail`` (or a ``query_segments.parquet`` with ``query, segment`` in the logs dir).
+the rest ``tail`` (or a ``query_segments.parquet`` with ``query, segment`` in the logs dir: one
+row per query, a null segment is ``tail``, no segment may be called ``all``).
+
+Two engines give the same tables (``AggregateConfig.engine``): ``numpy``
+(:mod:`abtest.aggregate_stream`: pyarrow record batches, dictionary-encoded ids, ``np.bincount``
+into dense per-user counters — memory ``5 × users × (2·segments + days)`` integers) and ``duckdb``
+(the SQL below, spilling to ``temp_dir`` under ``memory_limit``). ``auto`` (default) is ``numpy``
+unless its counters would exceed half of ``memory_limit``.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from abtest.logs import (
 )
 
 COUNT_COLUMNS: tuple[str, ...] = ("impressions", "clicks", "long_clicks", "searches", "related_searches")
+ENGINES: tuple[str, ...] = ("auto", "numpy", "duckdb")
 
 
 @dataclass
@@ -51,6 +59,11 @@ class AggregateConfig:
     threads: int = 2
     temp_dir: str | None = None
     validate: bool = True
+    engine: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
 
 
 @dataclass
@@ -67,6 +80,7 @@ class AggregateResult:
     multi_arm_users_excluded: int
     seconds: float
     config: dict = field(default_factory=dict)
+    engine: str = "duckdb"  # the engine that ran: numpy | duckdb
 
 
 def _connect(cfg: AggregateConfig, out_dir: Path):
@@ -99,10 +113,33 @@ def _pick_experiment(con, logs_dir: Path, wanted: str | None) -> str:
     return names[0]
 
 
+def read_custom_segments(logs_dir: Path):
+    """``query_segments.parquet`` of the logs dir as an arrow table (``None`` when absent), checked:
+    columns ``query`` and ``segment``, one row per query, no segment named ``all``."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    path = logs_dir / "query_segments.parquet"
+    if not path.is_file():
+        return None
+    table = pq.read_table(path)
+    for col in ("query", "segment"):
+        if col not in table.column_names:
+            raise LogValidationError(path, f"missing required column; expected query, segment, found "
+                                     f"{table.column_names}", column=col)
+    queries = table["query"].drop_null()
+    if len(pc.unique(queries)) != len(queries):
+        dup = table.group_by("query").aggregate([("query", "count")]).filter(pc.greater(pc.field("query_count"), 1))
+        raise LogValidationError(path, f"query {dup['query'][0].as_py()!r} has more than one segment row",
+                                 column="query")
+    if pc.any(pc.equal(table["segment"], "all")).as_py():
+        raise LogValidationError(path, "segment 'all' is reserved for the whole population", column="segment")
+    return table
+
+
 def _segments_sql(logs_dir: Path, cfg: AggregateConfig) -> str:
-    custom = logs_dir / "query_segments.parquet"
-    if custom.is_file():
-        return f"SELECT query, segment FROM read_parquet('{custom}')"
+    if read_custom_segments(logs_dir) is not None:
+        return f"SELECT query, segment FROM read_parquet('{logs_dir / 'query_segments.parquet'}')"
     return f"""
         WITH qc AS (SELECT query, count(*) AS n FROM {scan_sql(logs_dir, SEARCHES)} GROUP BY query),
         r AS (SELECT query, (sum(n) OVER (ORDER BY n DESC, query ROWS UNBOUNDED PRECEDING) - n)
@@ -140,17 +177,36 @@ def _events_sql(logs_dir: Path, cfg: AggregateConfig) -> str:
 def aggregate_logs(logs_dir: str | Path, out_dir: str | Path, config: AggregateConfig | None = None) -> AggregateResult:
     """Aggregate a logs directory into ``out_dir/users.parquet`` and ``out_dir/user_days.parquet``.
 
-    Streams the parquet files through DuckDB; peak memory is bounded by ``config.memory_limit``
-    plus DuckDB's fixed overhead. Raises :class:`LogValidationError` for malformed logs.
+    Validates the logs (``config.validate``), then aggregates with ``config.engine`` (see the module
+    docstring); both engines stream the parquet files. Raises :class:`LogValidationError` for
+    malformed logs.
     """
     cfg = config or AggregateConfig()
     logs_dir, out_dir = Path(logs_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    if cfg.validate:
+        import duckdb
+
+        con = duckdb.connect()
+        try:
+            con.execute(f"SET memory_limit = '{cfg.memory_limit}'; SET threads = {int(cfg.threads)}")
+            validate_logs(logs_dir, arms=cfg.arms, con=con)
+        finally:
+            con.close()
+    if cfg.engine != "duckdb":
+        from abtest.aggregate_stream import aggregate_stream
+
+        res = aggregate_stream(logs_dir, out_dir, cfg, t0, fallback_if_large=cfg.engine == "auto")
+        if res is not None:
+            return res
+    return _aggregate_duckdb(logs_dir, out_dir, cfg, t0)
+
+
+def _aggregate_duckdb(logs_dir: Path, out_dir: Path, cfg: AggregateConfig, t0: float) -> AggregateResult:
+    """The SQL engine: DuckDB over the parquet files, spilling to disk under ``memory_limit``."""
     con = _connect(cfg, out_dir)
     try:
-        if cfg.validate:
-            validate_logs(logs_dir, arms=cfg.arms, con=con)
         experiment = _pick_experiment(con, logs_dir, cfg.experiment)
         con.execute(
             f"""CREATE TEMP TABLE expo AS

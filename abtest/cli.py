@@ -144,7 +144,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sim.set_defaults(func=_cmd_simulate)
 
     agg = sub.add_parser(
-        "aggregate", help="aggregate event logs into the per-user tables (DuckDB, streamed)",
+        "aggregate", help="aggregate event logs into the per-user tables (streamed)",
         description="Validate the logs and write users.parquet (per user × segment) and user_days.parquet.",
     )
     agg.add_argument("logs", type=Path, help="logs directory")
@@ -235,8 +235,11 @@ def _aggregate_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--long-click-s", type=float, default=35.0, help="dwell seconds of a long click (default 35)")
     p.add_argument("--pre-days", dest="pre_period_days", type=int, default=14,
                    help="pre-period days before the start used for CUPED (default 14)")
-    p.add_argument("--memory-limit", default="1GB", help="DuckDB memory limit (default 1GB)")
+    p.add_argument("--memory-limit", default="1GB", help="memory limit of DuckDB and of the numpy engine's counters (default 1GB)")
     p.add_argument("--threads", type=positive_int, default=2, help="DuckDB threads (default 2)")
+    p.add_argument("--aggregate-engine", choices=("auto", "numpy", "duckdb"), default="auto",
+                   help="aggregation engine: numpy (streamed record batches, dense per-user counters), duckdb "
+                        "(SQL, spills to disk), auto = numpy unless its counters exceed half the memory limit")
 
 
 def _agg_config(args: argparse.Namespace):
@@ -245,6 +248,7 @@ def _agg_config(args: argparse.Namespace):
     return AggregateConfig(
         experiment=args.experiment, arms=getattr(args, "arms", None), long_click_s=args.long_click_s,
         pre_period_days=args.pre_period_days, memory_limit=args.memory_limit, threads=args.threads,
+        engine=args.aggregate_engine,
     )
 
 
@@ -326,7 +330,7 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
     res = aggregate_logs(args.logs, args.out, _agg_config(args))
     summary = {"experiment": res.experiment, "arms": res.arms, "start": res.start, "end": res.end,
                "running_days": res.running_days, "multi_arm_users_excluded": res.multi_arm_users_excluded,
-               "seconds": round(res.seconds, 2), "config": res.config}
+               "seconds": round(res.seconds, 2), "engine": res.engine, "config": res.config}
     (Path(args.out) / "aggregate.json").write_text(json.dumps(summary, indent=2, default=str))
     print(f"wrote {res.users_path} and {res.user_days_path} ({sum(res.arms.values()):,} users, "
           f"{res.seconds:.1f}s)")

@@ -15,7 +15,10 @@ A **logs directory** holds one entry per table, either ``<table>.parquet`` or a 
 ``timestamp`` is any parquet timestamp (canonical ``timestamp[us, UTC]``). A **long click** is a
 click with ``dwell_s >= long_click_s`` (35 s by default). Errors are :class:`LogValidationError`
 naming the file, the column, the first offending row (0-based within that file) and what was
-expected. Value checks run in DuckDB over the files, so validation streams like aggregation.
+expected. Value checks are first proved from the parquet footers (null counts, string and
+position minima); columns the statistics cannot clear (missing statistics, ``dwell_s``'s finiteness)
+are scanned with pyarrow, one column at a time. Only when that finds a problem does the streamed
+DuckDB scan run, to name the first offending row.
 """
 
 from __future__ import annotations
@@ -164,8 +167,92 @@ def _value_checks(table: str, arms: Sequence[str] | None) -> list[tuple[str, str
     return checks
 
 
+def _check_kinds(table: str, arms: Sequence[str] | None) -> dict[str, set[str]]:
+    """The checks of :func:`_value_checks` by column, as kinds: null, empty, negative, finite, arm."""
+    kinds: dict[str, set[str]] = {}
+    for col in LOG_SCHEMAS[table]:
+        kinds[col.name] = {"null", "empty"} if col.family == "string" else {"null"}
+    if table in (IMPRESSIONS, CLICKS):
+        kinds["position"].add("negative")
+    if table == CLICKS:
+        kinds["dwell_s"] |= {"finite", "negative"}
+    if table == EXPOSURES and arms:
+        kinds["arm"].add("arm")
+    return kinds
+
+
+def _stats_clear(stats, physical: str, kinds: set[str], arms: Sequence[str] | None) -> set[str]:
+    """The ``kinds`` one column chunk's footer statistics prove to hold."""
+    if stats is None:
+        return set()
+    ok = set()
+    if stats.has_null_count and stats.null_count == 0:
+        ok.add("null")
+    if not stats.has_min_max:
+        return ok
+    if "empty" in kinds and len(stats.min) > 0:
+        ok.add("empty")
+    if "negative" in kinds and isinstance(stats.min, int | float) and stats.min >= 0:
+        ok.add("negative")
+    if "finite" in kinds and physical in ("INT32", "INT64"):
+        ok.add("finite")  # NaN never enters float statistics: only integers are proved finite
+    if "arm" in kinds and stats.min == stats.max and stats.min in (arms or ()):
+        ok.add("arm")
+    return ok
+
+
+def _column_clean(values: pa.ChunkedArray, kinds: set[str], arms: Sequence[str] | None) -> bool:
+    """Vectorised value checks of one column (the same conditions as the SQL checks)."""
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(values.type):
+        values = values.cast(values.type.value_type)
+    if "null" in kinds and values.null_count:
+        return False
+    if "empty" in kinds and pc.any(pc.equal(pc.binary_length(values), 0)).as_py():
+        return False
+    if "finite" in kinds and pa.types.is_floating(values.type) and not pc.all(pc.is_finite(values)).as_py():
+        return False
+    if "negative" in kinds and pc.any(pc.less(values, 0)).as_py():
+        return False
+    allowed = pa.array(list(arms or ()), pa.string())
+    return not ("arm" in kinds and not pc.all(pc.is_in(values.cast(pa.string()), value_set=allowed)).as_py())
+
+
+def values_clean(logs_dir: str | Path, table: str, arms: Sequence[str] | None = None) -> bool:
+    """True when every value check of ``table`` provably passes: from the footer statistics, else by a
+    pyarrow scan of the columns they cannot clear. False means "run the SQL scan", not "invalid"."""
+    kinds = _check_kinds(table, arms)
+    for path in table_files(logs_dir, table):
+        pf = pq.ParquetFile(path)
+        md = pf.metadata
+        names = [md.schema.column(i).name for i in range(md.num_columns)]
+        scan = []
+        for col, need in kinds.items():
+            if col not in names:
+                return False
+            j = names.index(col)
+            physical = md.schema.column(j).physical_type
+            for rg in range(md.num_row_groups):
+                chunk = md.row_group(rg).column(j)
+                if need - _stats_clear(chunk.statistics if chunk.is_stats_set else None, physical, need, arms):
+                    scan.append(col)
+                    break
+        for col in scan:
+            for batch in pf.iter_batches(batch_size=1 << 20, columns=[col]):
+                if not _column_clean(pa.chunked_array([batch.column(0)]), kinds[col], arms):
+                    return False
+    return True
+
+
 def validate_table_values(con, logs_dir: str | Path, table: str, arms: Sequence[str] | None = None) -> None:
-    """One streamed DuckDB scan of ``table``; raise on the first bad row of the first failing check."""
+    """Check every value of ``table``; raise on the first bad row of the first failing check.
+
+    Proved from the footers / pyarrow column scans when possible (:func:`values_clean`); otherwise one
+    streamed DuckDB scan finds and names the first offending row.
+    """
+    if values_clean(logs_dir, table, arms):
+        return
     checks = _value_checks(table, arms)
     flags = ", ".join(f"({cond}) AS c{i}" for i, (_, cond, _) in enumerate(checks))
     any_bad = " OR ".join(f"coalesce({cond}, true)" for _, cond, _ in checks)

@@ -5,7 +5,8 @@ From ``users.parquet`` (arm, ``first_day``) and ``user_days.parquet`` (per-user 
 * **daily** — day ``d``'s metric over the users exposed by day ``d`` (inactive ones count as 0);
 * **cumulative** — each user's totals over days ``0..d`` (what the final analysis sees at day ``d``).
 
-Sums come from DuckDB (a range join spreads each user's running totals over the days they hold).
+Sums come from dense numpy blocks of (user, day) counts (:mod:`abtest.series_dense`), or from DuckDB
+(a range join spreads each user's running totals over the days they hold) for tables that need it.
 Tests are the unadjusted ones (no CUPED, no correction) — the series is for reading trends; the
 decision is the final results table. With ``sequential=True`` the cumulative rows also carry the
 always-valid interval (safe to read every day).
@@ -17,10 +18,15 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from abtest.metrics import Metric
 from abtest.moments import Moments, arm_stats, metric_variables, moments_from_row, sums_select
+from abtest.series_dense import dense_series_moments
 from abtest.stats.delta import ratio_ttest
 from abtest.stats.errors import StatsInputError
 from abtest.stats.proportion import proportion_test
@@ -48,32 +54,88 @@ def _test(metric: Metric, sc, st, names: tuple[str, str], alpha: float):
     return welch_ttest(sc, st, **kw)
 
 
-def series_moments(con, users_path: Path, days_path: Path, variables: list[str]) -> dict[tuple[str, str, int], Moments]:
-    """``{(series, arm, day): Moments}`` for series ``daily`` and ``cumulative``."""
+def _population(con, users_path: Path, n_days: int) -> dict[tuple[str, int], int]:
+    """``{(arm, day): users with first_day <= day}`` for days ``0..n_days-1`` (segment ``all``), from one
+    small group-by and a running sum (no users × days join)."""
+    cols = con.execute(f"SELECT * FROM read_parquet('{users_path}') LIMIT 0").fetchdf().columns
+    first_day = "first_day" if "first_day" in cols else "0"
+    seg = "segment = 'all'" if "segment" in cols else "true"
+    rows = con.execute(f"SELECT arm, {first_day}, count(*) FROM read_parquet('{users_path}') "
+                       f"WHERE {seg} AND {first_day} IS NOT NULL GROUP BY ALL").fetchall()
+    pop: dict[tuple[str, int], int] = {}
+    for arm in sorted({r[0] for r in rows}, key=str):
+        starts = sorted((int(fd), int(n)) for a, fd, n in rows if a == arm)
+        firsts, ns = np.array([fd for fd, _ in starts]), np.array([n for _, n in starts])
+        running = np.cumsum(ns)
+        for day in range(int(n_days)):
+            k = int(np.searchsorted(firsts, day, side="right"))
+            if k:
+                pop[(arm, day)] = int(running[k - 1])
+    return pop
+
+
+def _int_column(values: pa.ChunkedArray) -> np.ndarray:
+    """An integer column as numpy: int32 when every value fits, else int64."""
+    arr = np.asarray(values.combine_chunks() if values.num_chunks != 1 else values.chunk(0), dtype=np.int64)
+    return arr.astype(np.int32) if arr.size and arr.min() >= -(2**31) and arr.max() < 2**31 else arr
+
+
+def _dense_moments(days_path: Path, cols: list[str], variables: list[str], n_days: int,
+                   pop: dict[tuple[str, int], int]) -> dict[tuple[str, str, int], Moments] | None:
+    """The numpy path (:mod:`abtest.series_dense`); ``None`` when the table needs the SQL one.
+    Reads a column at a time (ids → dictionary codes first), so memory is the integer vectors."""
+    schema = pq.read_schema(days_path)
+    if not all(pa.types.is_integer(schema.field(c).type) for c in ["day", *cols]):
+        return None
+    ids = pq.read_table(days_path, columns=["user_id", "arm", "day"])
+    if any(ids[c].null_count for c in ids.column_names):
+        return None
+    codes = {}
+    for c in ("user_id", "arm"):
+        col = ids[c].combine_chunks() if ids.num_rows else pa.array([], pa.string())
+        codes[c] = col if pa.types.is_dictionary(col.type) else pc.dictionary_encode(col)
+    user, arm = (np.asarray(codes[c].indices, dtype=np.int64) for c in ("user_id", "arm"))
+    arm_names = codes["arm"].dictionary.to_pylist()
+    day = np.asarray(ids["day"].combine_chunks(), dtype=np.int64)
+    del ids, codes
+    counts = {}
+    for c in cols:
+        values = pq.read_table(days_path, columns=[c])[c]
+        if values.null_count:
+            return None
+        counts[c] = _int_column(values)
+    pa.default_memory_pool().release_unused()
+    return dense_series_moments(user, arm, arm_names, day, counts, variables, n_days, pop)
+
+
+def series_moments(con, users_path: Path, days_path: Path, variables: list[str],
+                   dense: bool = True) -> dict[tuple[str, str, int], Moments]:
+    """``{(series, arm, day): Moments}`` for series ``daily`` and ``cumulative``.
+
+    numpy over dense (user, day) blocks when ``dense`` and the per-user-day table is well formed
+    (:mod:`abtest.series_dense`), else SQL (a window of running totals joined to the days they hold);
+    both give the same sums.
+    """
     n_days = con.execute(f"SELECT coalesce(max(day), -1) + 1 FROM read_parquet('{days_path}')").fetchone()[0]
     cols = sorted({v[4:] if v.startswith("any_") else v for v in variables})
-    first_day = "first_day" if "first_day" in con.execute(
-        f"SELECT * FROM read_parquet('{users_path}') LIMIT 0").fetchdf().columns else "0"
-    seg = "segment = 'all'" if "segment" in con.execute(
-        f"SELECT * FROM read_parquet('{users_path}') LIMIT 0").fetchdf().columns else "true"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE grid AS SELECT range AS day FROM range({int(n_days)})")
-    pop = dict(((a, d), n) for a, d, n in con.execute(
-        f"SELECT u.arm, g.day, count(*) FROM read_parquet('{users_path}') u JOIN grid g "
-        f"ON {first_day} <= g.day WHERE {seg} GROUP BY ALL").fetchall())  # fmt: skip
+    pop = _population(con, users_path, int(n_days))
     select, names, pairs = sums_select(variables)
-    out: dict[tuple[str, str, int], Moments] = {}
-    daily = con.execute(
-        f"SELECT arm, day, {select} FROM read_parquet('{days_path}') GROUP BY arm, day").fetchall()
-    cum_cols = ", ".join(f'sum("{c}") OVER w AS "{c}"' for c in cols)
-    cumulative = con.execute(
-        f"""WITH c AS (SELECT arm, day, {cum_cols}, lead(day, 1, {int(n_days)}) OVER w AS next_day
-                       FROM read_parquet('{days_path}') WINDOW w AS (PARTITION BY user_id ORDER BY day))
-            SELECT c.arm, g.day, {select} FROM c JOIN grid g ON g.day >= c.day AND g.day < c.next_day
-            GROUP BY c.arm, g.day"""
-    ).fetchall()
-    for series, rows in (("daily", daily), ("cumulative", cumulative)):
-        for arm, day, *vals in rows:
-            out[(series, arm, int(day))] = moments_from_row(pop.get((arm, int(day)), 0), vals, names, pairs)
+    out = _dense_moments(days_path, cols, variables, int(n_days), pop) if dense else None
+    if out is None:
+        out = {}
+        con.execute(f"CREATE OR REPLACE TEMP TABLE grid AS SELECT range AS day FROM range({int(n_days)})")
+        daily = con.execute(
+            f"SELECT arm, day, {select} FROM read_parquet('{days_path}') GROUP BY arm, day").fetchall()
+        cum_cols = ", ".join(f'sum("{c}") OVER w AS "{c}"' for c in cols)
+        cumulative = con.execute(
+            f"""WITH c AS (SELECT arm, day, {cum_cols}, lead(day, 1, {int(n_days)}) OVER w AS next_day
+                           FROM read_parquet('{days_path}') WINDOW w AS (PARTITION BY user_id ORDER BY day))
+                SELECT c.arm, g.day, {select} FROM c JOIN grid g ON g.day >= c.day AND g.day < c.next_day
+                GROUP BY c.arm, g.day"""
+        ).fetchall()
+        for series, rows in (("daily", daily), ("cumulative", cumulative)):
+            for arm, day, *vals in rows:
+                out[(series, arm, int(day))] = moments_from_row(pop.get((arm, int(day)), 0), vals, names, pairs)
     for arm, day in pop:  # days where an arm had exposed users but no activity
         for series in ("daily", "cumulative"):
             out.setdefault((series, arm, int(day)), moments_from_row(pop[(arm, day)], [0.0] * (len(names) + len(pairs)),

@@ -105,14 +105,20 @@ def validate_user_table(path: str | Path, needed: Sequence[str], con, day_table:
         t = schema.field(col).type
         if not pa.types.is_integer(t):
             raise LogValidationError(path, f"has type {t}, expected a non-negative integer count", column=col)
-    for col in ["user_id", "arm", *counts, *([key] if key else [])]:
-        bad = _first_bad(con, path, f'"{col}" IS NULL')
-        if bad is not None:
-            raise LogValidationError(path, "is empty (null) but a value is required", column=col, row=bad)
-    for col in counts + ([key] if key else []):
-        bad = _first_bad(con, path, f'"{col}" < 0')
-        if bad is not None:
-            raise LogValidationError(path, "must be >= 0", column=col, row=bad)
+    not_null = ["user_id", "arm", *counts, *([key] if key else [])]
+    non_negative = counts + ([key] if key else [])
+    conds = [f'"{c}" IS NULL' for c in not_null] + [f'"{c}" < 0' for c in non_negative]
+    flags = con.execute("SELECT " + ", ".join(f"coalesce(bool_or({c}), false)" for c in conds)
+                        + f" FROM read_parquet('{path}')").fetchone()
+    if any(flags):  # one scan proves the table clean; only a problem pays for finding its first row
+        for col in not_null:
+            bad = _first_bad(con, path, f'"{col}" IS NULL')
+            if bad is not None:
+                raise LogValidationError(path, "is empty (null) but a value is required", column=col, row=bad)
+        for col in non_negative:
+            bad = _first_bad(con, path, f'"{col}" < 0')
+            if bad is not None:
+                raise LogValidationError(path, "must be >= 0", column=col, row=bad)
     multi = con.execute(
         f"SELECT user_id FROM read_parquet('{path}') GROUP BY user_id HAVING count(DISTINCT arm) > 1 LIMIT 1"
     ).fetchone()

@@ -70,7 +70,8 @@ def load_queries(path: Path | None, n: int) -> tuple[list[str], str]:
 
 def prepare_bundle(args: argparse.Namespace, work: Path) -> tuple[Path, object, object]:
     """Export (or reuse) a bundle; return (query tower dir, torch tower, transformers tokenizer)."""
-    from encoders.export.bundle import ExportOptions, export_tower, load_run_tower
+    from encoders.export.bundle import export_tower, load_run_tower
+    from encoders.export.config import ExportOptions
     from encoders.export.parity import ParityThresholds
     from encoders.model.base_model import resolve_base_model
     from encoders.model.tower import QueryTower, TowerConfig, load_tokenizer

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from encoders.featurestore.redis_server import LocalRedis
+from encoders.localredis.server import LocalRedis
 
 ENGINE = "encoders.featurestore.engine.EmbeddingComputeEngine"
 #: What each ``skip_dedup`` value means for a write.
@@ -99,8 +99,8 @@ def run(cfg: BenchConfig, work: Path) -> BenchResult:
     from feast import FeatureStore
     from tqdm.auto import tqdm
 
-    from encoders.featurestore import codec
-    from encoders.featurestore.embeddings import EmbeddingStore
+    from encoders.redis_records import codec
+    from encoders.redis_records.embeddings import EmbeddingStore
 
     rng = np.random.default_rng(cfg.seed)
     matrix = rng.standard_normal((cfg.rows, cfg.dim), dtype=np.float32)

@@ -6,7 +6,7 @@ exists; else a synthetic set, default 50,000 × 384), applies and materialises `
 writes query vectors (noisy copies of random pins) into ``query_embedding``. Then it measures:
 
 * index build (one scan of the online store + faiss HNSW) and loading the persisted index in a new
-  :class:`~encoders.featurestore.ranking.Ranker`;
+  :class:`~encoders.ranking.ranker.Ranker`;
 * per query, p50/p99 ms of ``Ranker.rank`` (one query-vector fetch, one index search, one candidate
   fetch) and of each of the three steps alone;
 * what the previous ranker paid on every call before looking at its index: fetching every pin vector;
@@ -87,10 +87,10 @@ def _apply(repo: Path) -> object:
 def run(args: argparse.Namespace) -> dict:
     import faiss
 
-    from encoders.featurestore.embeddings import EmbeddingStore
-    from encoders.featurestore.ranking import Ranker
-    from encoders.featurestore.redis_server import LocalRedis
     from encoders.featurestore.sources import ingest_pins
+    from encoders.localredis.server import LocalRedis
+    from encoders.ranking.ranker import Ranker
+    from encoders.redis_records.embeddings import EmbeddingStore
 
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     faiss.omp_set_num_threads(args.threads)

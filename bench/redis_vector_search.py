@@ -64,8 +64,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import faiss
     import redis
 
-    from encoders.featurestore import vector_search as vs
-    from encoders.featurestore.embeddings import EmbeddingStore
+    from encoders.localredis.stack import LocalRedisStack
+    from encoders.redis_records import vector_search as vs
+    from encoders.redis_records.embeddings import EmbeddingStore
 
     faiss.omp_set_num_threads(1)
     ids, matrix = _load(args.limit)
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result["faiss_hnsw"] = faiss_rows
 
     # --- Redis query engine ----------------------------------------------------------------------
-    with vs.LocalRedisStack() as server:
+    with LocalRedisStack() as server:
         client = redis.Redis(host="127.0.0.1", port=server.port)
         where = server.connection_string
         spec = vs.VectorSpec("bench", "pin_embedding", "embedding", dim, "IP", ("pin_id",))

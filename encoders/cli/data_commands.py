@@ -3,7 +3,9 @@
     searchsage data synth --out DIR [--preset small|default] [--pins N --queries N --engagements N --seed S] [--judgments eval|all]
     searchsage data import-homedepot CSV --out DIR [--encoding latin-1] [--threshold 2.67]
     searchsage data validate DIR
-    searchsage pins embed DIR [--base-model PATH] [--force] [--threads N] [--batch-size N] [--max-length N]
+    searchsage pins embed DIR [--runtime onnx-fp32|onnx-int8|torch] [--base-model PATH] [--force] [--threads N]
+                              [--batch-size N] [--max-tokens N] [--max-length N] [--onnx-cache DIR]
+                              [--fp32-max-abs X] [--int8-cos-mean X] [--int8-cos-min X] [--no-progress]
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import argparse
 import time
 from pathlib import Path
 
-from encoders.cli_support import CLIError, command_group, positive_int
+from encoders.cli_support import CLIError, add_config_options, command_group, config_from_args, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` and ``pins`` command groups."""
+    from encoders.data.pin_embeddings import PinEmbedOptions
+    from encoders.export.config import ParityThresholds
+
     data_sub = command_group(subparsers, "data", "make, import and validate datasets (pins/engagements/judgments)")
 
     synth = data_sub.add_parser(
@@ -62,15 +67,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "embed", help="embed pin texts with the base model into pins.parquet:embedding",
         description="Mean-pooled, L2-normalised base-model embeddings of pin texts, written into "
         "pins.parquet and described in pin_tower.json. Cached: re-running with the same texts and "
-        "model does nothing. Embeddings you provided yourself are never overwritten without --force.",
+        "model does nothing. Embeddings you provided yourself are never overwritten without --force. "
+        "The onnx runtimes export the base model once (into --onnx-cache) and check it against torch: "
+        "onnx-fp32 must match torch within --fp32-max-abs, onnx-int8 must also reach --int8-cos-mean/"
+        "--int8-cos-min against fp32 (on the export's check set and on a sample of these pins) or is refused.",
     )
     emb.add_argument("dir", type=Path, help="dataset directory holding pins.parquet")
-    emb.add_argument("--base-model", default=None,
-                     help="local transformers directory (default: the packaged all-MiniLM-L6-v2)")
-    emb.add_argument("--force", action="store_true", help="recompute even when cached")
-    emb.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: all cores)")
-    emb.add_argument("--batch-size", type=positive_int, default=128, help="texts per batch (default 128)")
-    emb.add_argument("--max-length", type=positive_int, default=64, help="max tokens per title (default 64)")
+    add_config_options(emb, PinEmbedOptions)
+    add_config_options(emb, ParityThresholds)
     emb.set_defaults(func=_cmd_embed)
 
 
@@ -122,12 +126,18 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
-    from encoders.data.pin_embeddings import embed_pins
+    from encoders.data.pin_embeddings import PinEmbedError, PinEmbedOptions, embed_pins
+    from encoders.export.config import ParityThresholds
 
     if not (args.dir / "pins.parquet").exists():
         raise CLIError(f"{args.dir}: no pins.parquet (expected a dataset directory; see `searchsage data --help`)")
-    embed_pins(args.dir, args.base_model, batch_size=args.batch_size, max_length=args.max_length,
-               force=args.force, threads=args.threads)
+    o = config_from_args(PinEmbedOptions, args)
+    try:
+        embed_pins(args.dir, o.base_model, batch_size=o.batch_size, max_length=o.max_length, force=o.force,
+                   threads=o.threads, progress=o.progress, runtime=o.runtime, max_tokens=o.max_tokens,
+                   onnx_cache=o.onnx_cache, thresholds=config_from_args(ParityThresholds, args))
+    except PinEmbedError as exc:
+        raise CLIError(str(exc)) from None
     return 0
 
 

@@ -39,7 +39,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from encoders.cli_support import CLIError
     from encoders.demo.plan import DemoConfig
     from encoders.demo.runner import DemoStepFailed, run_demo
-    from encoders.featurestore.redis_server import RedisUnavailable
+    from encoders.redis_records.connection import RedisUnavailable
 
     if args.data is not None and not args.data.exists():
         raise CLIError(f"--data {args.data} does not exist (expected a CSV file or a dataset directory)")

@@ -95,7 +95,8 @@ def _cli_error(exc: BaseException) -> Exception:
 
 
 def _redis_target(args: argparse.Namespace) -> tuple[int, Path]:
-    from encoders.featurestore.redis_server import RedisUnavailable, default_dir, port_from_env
+    from encoders.localredis.server import default_dir, port_from_env
+    from encoders.redis_records.connection import RedisUnavailable
 
     try:
         port = args.port if args.port is not None else port_from_env()
@@ -105,7 +106,8 @@ def _redis_target(args: argparse.Namespace) -> tuple[int, Path]:
 
 
 def cmd_redis_start(args: argparse.Namespace) -> int:
-    from encoders.featurestore.redis_server import RedisUnavailable, start_daemon
+    from encoders.localredis.server import start_daemon
+    from encoders.redis_records.connection import RedisUnavailable
 
     port, directory = _redis_target(args)
     try:
@@ -119,7 +121,8 @@ def cmd_redis_start(args: argparse.Namespace) -> int:
 
 
 def cmd_redis_stop(args: argparse.Namespace) -> int:
-    from encoders.featurestore.redis_server import RedisUnavailable, ping, stop_daemon
+    from encoders.localredis.server import ping, stop_daemon
+    from encoders.redis_records.connection import RedisUnavailable
 
     port, directory = _redis_target(args)
     try:
@@ -138,7 +141,7 @@ def cmd_redis_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_redis_status(args: argparse.Namespace) -> int:
-    from encoders.featurestore.redis_server import daemon_status
+    from encoders.localredis.server import daemon_status
 
     port, directory = _redis_target(args)
     st = daemon_status(directory, port)
@@ -205,7 +208,7 @@ def cmd_feast_index(args: argparse.Namespace) -> int:
 def _ranker_errors() -> tuple[type[BaseException], ...]:
     from feast.errors import FeastObjectNotFoundException
 
-    from encoders.featurestore.redis_server import RedisUnavailable
+    from encoders.redis_records.connection import RedisUnavailable
 
     return (RedisUnavailable, FileNotFoundError, LookupError, ValueError, FeastObjectNotFoundException)
 
@@ -213,7 +216,7 @@ def _ranker_errors() -> tuple[type[BaseException], ...]:
 def _open_ranker(repo: Path) -> Any:
     import warnings
 
-    from encoders.featurestore.ranking import Ranker
+    from encoders.ranking.ranker import Ranker
 
     warnings.filterwarnings("ignore", message="Batch feature views are experimental", category=RuntimeWarning)
     if not (repo / "data" / "registry.db").exists():

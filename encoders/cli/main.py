@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dashboard.cli",
     "encoders.cli.feast_commands",
     "encoders.cli.demo_commands",
+    "encoders.cli.homefeed_commands",
 )
 
 

@@ -63,7 +63,7 @@ def _error(msg: str) -> Exception:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from encoders.featurestore.redis_server import RedisUnavailable
+    from encoders.redis_records.connection import RedisUnavailable
     from encoders.relevance.features import FeatureSourceError
     from encoders.runtime.manifest import BundleError
 

@@ -44,6 +44,8 @@ def run_train(args: argparse.Namespace) -> int:
         result = train(config)
     except (TrainDataError, ValueError) as exc:
         raise CLIError(str(exc)) from None
+    if result.rank != 0:  # under torchrun only rank 0 reports
+        return 0
     print(
         f"trained {result.steps} steps ({result.epochs:.2f} epochs) in {result.wall_time_s:.0f} s, "
         f"final loss {result.final_loss:.4f}, temperature {result.temperature:.4f}, stopped by {result.stopped_by} "

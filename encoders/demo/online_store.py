@@ -46,12 +46,8 @@ def _parse(conn: str) -> tuple[str, int, str | None]:
 
 def choose_online_store(workdir: Path) -> OnlineStoreChoice:
     """Find or start Redis for the demo; fall back to SQLite only when Redis cannot be had."""
-    from encoders.featurestore.redis_server import (
-        LocalRedis,
-        RedisUnavailable,
-        free_port,
-        redis_server_binary,
-    )
+    from encoders.localredis.server import LocalRedis, free_port, redis_server_binary
+    from encoders.redis_records.connection import RedisUnavailable
 
     env = os.environ.get("SEARCHSAGE_REDIS")
     if env:

@@ -13,32 +13,19 @@ Each tower is exported, quantised and then verified against torch; a failed chec
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from encoders.export.config import ExportOptions
 from encoders.export.manifest import build_manifest
-from encoders.export.onnx_export import DEFAULT_OPSET, PIN_MAX_LENGTH, build_pin_tower, export_onnx
-from encoders.export.parity import ParityReport, ParityThresholds, check_parity, measure_parity
-from encoders.export.quantize import QuantizeConfig, fuse_transformer, quantize_int8
+from encoders.export.onnx_export import build_pin_tower, export_onnx
+from encoders.export.parity import ParityReport, check_parity, measure_parity
+from encoders.export.quantize import fuse_transformer, quantize_int8
 from encoders.model.base_model import resolve_base_model
 from encoders.model.tower import QueryTower, TowerConfig, load_tokenizer
 from encoders.runtime.manifest import BundleManifest
-
-
-@dataclass
-class ExportOptions:
-    """Knobs of one export. ``fuse``: apply onnxruntime's BERT fusions to the fp32 graph before
-    quantising; ``parity_texts``: override the fixed check set (``None`` = :data:`PARITY_TEXTS`)."""
-
-    opset: int = DEFAULT_OPSET
-    fuse: bool = True
-    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
-    thresholds: ParityThresholds = field(default_factory=ParityThresholds)
-    parity_texts: list[str] | None = None
-    pin_max_length: int = PIN_MAX_LENGTH
-    progress: bool = True
 
 
 @dataclass

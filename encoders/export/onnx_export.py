@@ -13,11 +13,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from encoders.export.config import PIN_MAX_LENGTH
+from encoders.export.config import DEFAULT_OPSET, PIN_MAX_LENGTH
 from encoders.model.tower import QueryTower, TowerConfig
 from encoders.runtime.manifest import INPUT_NAMES, OUTPUT_NAME
-
-DEFAULT_OPSET = 17
 
 
 def build_pin_tower(base_model: str | Path, max_length: int = PIN_MAX_LENGTH) -> QueryTower:

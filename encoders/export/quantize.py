@@ -11,30 +11,12 @@ closer to fp32 than onnxruntime's per-tensor activations (MiniLM, fixed check se
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import onnx
 
+from encoders.export.config import QuantizeConfig  # re-exported: its home was here
 from encoders.export.per_token import per_token_activations
-
-
-@dataclass
-class QuantizeConfig:
-    """How the int8 variant is made.
-
-    ``per_channel``: one weight scale per output column; ``reduce_range``: 7-bit weights (avoids
-    int16 saturation in the u8s8 kernels on CPUs without VNNI, costs a little precision);
-    ``op_types``: which operators get int8 weights; ``activations``: ``"per_token"`` (one scale per
-    token row, batch-invariant) or ``"per_tensor"`` (onnxruntime's stock dynamic quantisation: one
-    scale per activation tensor, so results depend on what else is in the batch).
-    """
-
-    per_channel: bool = True
-    reduce_range: bool = False
-    op_types: tuple[str, ...] = ("MatMul",)
-    activations: Literal["per_token", "per_tensor"] = "per_token"
 
 
 def fuse_transformer(src: str | Path, dst: str | Path, num_heads: int, hidden_size: int) -> Path:

@@ -9,13 +9,13 @@ Selected in ``feature_store.yaml``::
 Materialisation runs Feast's own DAG (source read -> batch UDF, i.e. the ONNX encoder ->
 filter -> dedup). Only the last step differs: for a view with ``embedding: Array(Float32)`` and
 ``model_version`` written to a Redis online store, the output node turns the Arrow columns into
-Feast's Redis records with numpy (:mod:`encoders.featurestore.codec`) instead of one protobuf
+Feast's Redis records with numpy (:mod:`encoders.redis_records.codec`) instead of one protobuf
 ``Value`` per element. Other views, and non-Redis stores, use the stock output node.
 
 Writes follow the online store's ``skip_dedup`` exactly as Feast's writer does (``true``: last
 write wins; ``false``, Feast's default: only rows newer than the stored event time are written, here
 with an atomic compare-and-set per key), on one Redis server, a Redis Cluster or a Sentinel master
-(the client is the online store's, see :func:`encoders.featurestore.connection.connect`).
+(the client is the online store's, see :func:`encoders.redis_records.connection.connect`).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from feast.infra.compute_engines.local.nodes import (
 )
 from feast.infra.online_stores.redis import RedisOnlineStore
 
-from encoders.featurestore import codec
 from encoders.featurestore.contract import DIM_ENV
-from encoders.featurestore.embeddings import EmbeddingStore
+from encoders.redis_records import codec
+from encoders.redis_records.embeddings import EmbeddingStore
 
 ENGINE_TYPE = "encoders.featurestore.engine.EmbeddingComputeEngine"
 

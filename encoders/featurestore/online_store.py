@@ -12,7 +12,7 @@ repository switched back to ``type: redis`` reads the same data. What it adds:
 * the connection string falls back to ``$SEARCHSAGE_REDIS`` / ``localhost:6379`` when the
   YAML value is an unexpanded ``${...}``; a ``redis_type=redis_cluster`` (or ``redis_sentinel``)
   inside it sets ``redis_type`` (so ``SEARCHSAGE_REDIS`` alone can point at a cluster);
-* its client comes from the project's one factory, :func:`encoders.featurestore.connection.connect`
+* its client comes from the project's one factory, :func:`encoders.redis_records.connection.connect`
   (plain server, Redis Cluster or Sentinel, as ``redis_type`` says);
 * an unreachable server or a refused password raises :class:`RedisUnavailable` naming the
   host, port and the command to run, instead of a redis-py traceback;
@@ -21,7 +21,7 @@ repository switched back to ``type: redis`` reads the same data. What it adds:
 * Feast's vector API, ``FeatureStore.retrieve_online_documents_v2``, on the Redis query engine's
   HNSW index (Redis Stack / Redis 8) for views with a ``Field(..., vector_index=True)``: writes add a
   raw float32 copy of that field to the hash, ``feast apply`` (or the first search) builds the index
-  (see :mod:`encoders.featurestore.vector_search`).
+  (see :mod:`encoders.redis_records.vector_search`).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ import numpy as np
 from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreConfig, RedisType
 from pydantic import field_validator, model_validator
 
-from encoders.featurestore import vector_search as vs
-from encoders.featurestore.connection import (
+from encoders.redis_records import vector_search as vs
+from encoders.redis_records.connection import (
     connect,
     is_cluster,
     parse_connection_string,

@@ -23,11 +23,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from encoders.redis_records.connection import RedisUnavailable
+
 HOME_ENV = "SEARCHSAGE_HOME"
-
-
-class RedisUnavailable(RuntimeError):
-    """Redis cannot be reached or started; the message says what to run."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:

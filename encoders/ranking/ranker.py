@@ -27,9 +27,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from encoders.featurestore.contract import PIN_VIEW, QUERY_VECTOR_VIEW, QUERY_VIEW, declared_dim
-from encoders.featurestore.embeddings import EmbeddingStore
-from encoders.featurestore.pin_index import PinIndex, load_or_build, pin_embedding_version
 from encoders.featurestore.sources import PINS_FILE
+from encoders.ranking.pin_index import PinIndex, load_or_build, pin_embedding_version
+from encoders.redis_records.embeddings import EmbeddingStore
 
 
 @dataclass

@@ -86,6 +86,17 @@ class EntityKeyEncoder:
         return [self.encode_one(v) for v in values]
 
 
+def entity_key_prefix(join_keys: Sequence[str]) -> bytes:
+    """The v3 key prefix of an entity with these join keys (no values): what every Redis key of its
+    views starts with; ``feast.infra.key_encoding_utils.serialize_entity_key_prefix(join_keys, 3)``."""
+    names = list(join_keys) if len(join_keys) == 1 else sorted(join_keys)
+    out = [struct.pack("<I", len(names))]
+    for name in names:
+        raw = name.encode("utf8")
+        out.append(struct.pack("<II", VALUE_TYPE_STRING, len(raw)) + raw)
+    return b"".join(out)
+
+
 def encode_float_list(matrix: np.ndarray) -> list[bytes]:
     """Serialize each row of ``matrix`` (N, D) as a ``Value(float_list_val=...)`` protobuf.
 
@@ -111,6 +122,54 @@ def encode_string_value(text: str) -> bytes:
     """``Value(string_val=text).SerializeToString()``."""
     raw = text.encode("utf8")
     return _STRING_VAL_TAG + varint(len(raw)) + raw
+
+
+def decode_string_value(raw: bytes | None) -> str | None:
+    """``Value.FromString(raw).string_val`` (``None`` when ``raw`` is absent or empty; ``""`` for a
+    Value that holds something else). Raises :class:`RecordDecodeError` on bytes that are not a
+    protobuf message."""
+    if not raw:
+        return None
+    text = ""
+    i, n = 0, len(raw)
+    try:
+        if raw[0] == _STRING_VAL_TAG[0]:  # the usual record: string_val alone
+            length, i = _read_varint(raw, 1)
+            if i + length == n:
+                return raw[i:].decode("utf8")
+            i = 0
+        while i < n:
+            key, i = _read_varint(raw, i)
+            field_number, wire = key >> 3, key & 7
+            if wire == 0:
+                _, i = _read_varint(raw, i)
+            elif wire == 1:
+                i += 8
+            elif wire == 5:
+                i += 4
+            elif wire == 2:
+                length, i = _read_varint(raw, i)
+                if field_number == 2:
+                    text = raw[i : i + length].decode("utf8")
+                i += length
+            else:
+                raise RecordDecodeError(f"wire type {wire}")
+            if i > n:
+                raise RecordDecodeError("truncated")
+    except (IndexError, UnicodeDecodeError, RecordDecodeError) as exc:
+        raise RecordDecodeError(f"stored value is not a protobuf Value ({exc})") from None
+    return text
+
+
+def _read_varint(raw: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = raw[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, i
 
 
 def decode_float_lists(values: Sequence[bytes | None], dim: int, on_bad: str = "raise") -> tuple[np.ndarray, np.ndarray]:
@@ -189,15 +248,7 @@ def decode_timestamp_seconds(raw: bytes | None) -> float | None:
     i = 0
     while i < len(raw):
         tag = raw[i]
-        i += 1
-        val = shift = 0
-        while True:
-            b = raw[i]
-            i += 1
-            val |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
+        val, i = _read_varint(raw, i + 1)
         if tag == 0x08:
             seconds = val
         elif tag == 0x10:

@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from encoders.featurestore.redis_server import RedisUnavailable
-
 #: Environment variable holding the Redis connection string of the online store.
 REDIS_ENV = "SEARCHSAGE_REDIS"
 DEFAULT_CONNECTION = "localhost:6379"
@@ -38,6 +36,10 @@ _URL_SCHEMES = ("redis", "rediss", "valkey", "valkeys")
 _PASSWORD_PAIR = re.compile(r"""(?i)(['"]?\b(?:password|passwd|pwd|requirepass)['"]?\s*[=:]\s*['"]?)([^\s,;&'"}\]]+)""")
 # ``scheme://user:secret@`` (the userinfo of a URL).
 _URL_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)([^\s@/]+)(@)")
+
+
+class RedisUnavailable(RuntimeError):
+    """Redis cannot be reached or started; the message says what to run."""
 
 
 class RedisAuthError(RedisUnavailable):
@@ -217,7 +219,7 @@ def connect(conn: str, redis_type: object = None, *, cluster: bool = False, chec
     command is retried on a fresh connection (short backoff; 0 = fail at once).
     Raises ``ValueError`` for an impossible configuration (several nodes for a plain ``redis``, a
     ``db`` other than 0 on a cluster, an unknown ``redis_type``) and
-    :class:`~encoders.featurestore.redis_server.RedisUnavailable` when ``check`` fails.
+    :class:`RedisUnavailable` when ``check`` fails.
     """
     import redis
     from redis.backoff import ExponentialBackoff, NoBackoff

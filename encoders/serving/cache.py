@@ -10,7 +10,7 @@ from the encoder and counted, and the store stays in service for everyone else.
 
 Write-backs are coalesced and written by one background task, off the request path; shutdown
 flushes them for at most ``shutdown_timeout_s`` and counts what it could not write.
-Error text shown anywhere passes through :func:`encoders.featurestore.connection.redact_secrets`.
+Error text shown anywhere passes through :func:`encoders.redis_records.connection.redact_secrets`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from encoders.featurestore.connection import redact_secrets
+from encoders.redis_records.connection import redact_secrets
 from encoders.runtime.model_version import ModelVersion
 from encoders.serving.metrics import ServiceMetrics
 from encoders.serving.protocols import QueryVectorStore
@@ -38,7 +38,7 @@ def is_connection_error(exc: BaseException) -> bool:
     """Whether ``exc`` says the store as a whole is unusable (vs. a problem with some keys)."""
     import redis
 
-    from encoders.featurestore.redis_server import RedisUnavailable
+    from encoders.redis_records.connection import RedisUnavailable
 
     if isinstance(exc, (RedisUnavailable, redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError,
                         ConnectionError, TimeoutError, asyncio.TimeoutError, OSError)):

@@ -1,12 +1,15 @@
 """Configuration of the embedding service (one dataclass, validated on construction).
 
-Tuning options are declared once, here: their default and help text live in the field's
-metadata (:func:`option`), and ``searchsage serve`` builds its flags from them (:func:`option_help`).
+Every option of ``searchsage serve`` is declared once, here: its default is the field's, its help text
+is in the field's metadata (:func:`option`), and the command's flags are generated from the fields
+in their order (:func:`encoders.cli_support.add_config_options`); ``--prf-k``/``--prf-weight`` are
+:class:`~encoders.runtime.pin_feedback.PinFeedback`'s (added by
+:func:`encoders.cli_support.add_pin_feedback_options`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +20,15 @@ class ServeConfigError(ValueError):
     """A serving option has an impossible value; the message names the option."""
 
 
-def option(default: Any, help: str) -> Any:
-    """A config field whose ``help`` (``%(default)s`` allowed) is what ``searchsage serve --help`` shows."""
-    return field(default=default, metadata={"help": help})
+def option(default: Any, help: str | None, **metadata: Any) -> Any:
+    """A config field whose ``help`` (``%(default)s`` or ``{default}`` allowed) is what ``searchsage serve
+    --help`` shows; other ``metadata`` as :func:`encoders.cli_support.add_config_options` reads it
+    (``flag``, ``choices``, ``metavar``)."""
+    return field(default=default, metadata={"help": help, **metadata})
+
+
+#: Not a flag of ``searchsage serve``.
+_NO_FLAG: dict[str, Any] = {"flag": None}
 
 
 @dataclass
@@ -52,12 +61,15 @@ class ServeConfig:
             --pin-feedback`` does for materialised ones); ``None`` = off.
     """
 
-    bundle: Path
-    variant: str = "auto"
-    redis: str | None = None
-    repo: Path | None = None
-    host: str = "127.0.0.1"
-    port: int = 8000
+    bundle: Path = field(metadata={"help": "bundle directory from `searchsage export`"})
+    repo: Path | None = field(default=None, metadata={"help": "Feast repository whose online store is the cache"})
+    redis: str | None = option(None, "Redis online store (host:port[,password=...] or "
+                               "redis://[:password@]host:port[/db])", metavar="HOST:PORT")
+    host: str = option("127.0.0.1", "address to bind (default {default}, loopback only)")
+    port: int = option(8000, "TCP port (default {default})")
+    variant: str = option(
+        "auto", "ONNX variant (default {default}: $SEARCHSAGE_BUNDLE_VARIANT, else fp32 — the variant Feast "
+        "materialisation uses, so stored and served vectors agree)", choices=("auto", "fp32", "int8"))
     max_batch: int = option(256, "most queries per encoder call (default %(default)s)")
     max_batch_tokens: int = option(
         16384, "most estimated tokens per encoder call, summed over its queries, like TEI's "
@@ -70,22 +82,25 @@ class ServeConfig:
         "(default %(default)s)")
     threads: int = option(2, "onnxruntime intra-op threads (default %(default)s)")
     workers: int = option(1, "encoder threads, one batch in flight each (default %(default)s)")
-    batching: bool = True
+    batching: bool = option(True, "encode each request on its own (baseline)", flag="--no-batching")
     max_queries: int = option(256, "most queries per request (default %(default)s)")
     max_query_chars: int = option(1024, "longest query in characters, before normalisation (default %(default)s)")
     max_body_bytes: int = option(1_000_000, "largest request body in bytes (default %(default)s)")
     store_timeout_ms: float = option(250.0, "a store lookup slower than this marks Redis down (default %(default)s ms)")
-    retry_initial_s: float = 0.5
-    retry_max_s: float = 30.0
+    retry_initial_s: float = field(default=0.5, metadata=_NO_FLAG)
+    retry_max_s: float = field(default=30.0, metadata=_NO_FLAG)
     shutdown_timeout_s: float = option(
         5.0, "on shutdown, flush queued write-backs for at most this long; the rest are dropped "
         "and counted (default %(default)s s)")
-    write_back: bool = True
-    ort_spin: bool = False
-    log_level: str = "warning"
-    pin_feedback: Path | None = None
-    prf_k: int = PinFeedback.k
-    prf_weight: float = PinFeedback.weight
+    write_back: bool = option(True, "never write to the store (read-only cache; e.g. a canary sharing another "
+                              "deployment's store)", flag="--no-write-back")
+    ort_spin: bool = option(False, "let idle onnxruntime threads spin-wait (default: they sleep, leaving CPU to HTTP)")
+    pin_feedback: Path | None = field(default=None, metadata={
+        "help": "refine each query embedding towards the mean of its top pins in this pins.parquet (the same "
+        "as `searchsage encode --pin-feedback`; default off)", "metavar": "PINS_PARQUET"})
+    prf_k: int = field(default=PinFeedback.k, metadata=_NO_FLAG)
+    prf_weight: float = field(default=PinFeedback.weight, metadata=_NO_FLAG)
+    log_level: str = option("warning", None, choices=("critical", "error", "warning", "info", "debug"))
 
     def __post_init__(self) -> None:
         self.bundle = Path(self.bundle)
@@ -123,17 +138,10 @@ class ServeConfig:
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready view (paths as strings, the Redis password redacted) for /health and logs."""
-        from encoders.featurestore.connection import redact_secrets
+        from encoders.redis_records.connection import redact_secrets
 
         d = asdict(self)
         if d["redis"] is not None:
             d["redis"] = redact_secrets(d["redis"], d["redis"])
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
 
-
-def option_help(name: str) -> tuple[Any, str]:
-    """``(default, help)`` of a :class:`ServeConfig` field declared with :func:`option`."""
-    for f in fields(ServeConfig):
-        if f.name == name and "help" in f.metadata:
-            return f.default, str(f.metadata["help"])
-    raise KeyError(f"ServeConfig has no documented option {name!r}")

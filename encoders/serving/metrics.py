@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from encoders.featurestore.connection import redact_secrets
+from encoders.redis_records.connection import redact_secrets
 
 #: Upper bounds (inclusive) of the batch-size histogram buckets; the last bucket is open.
 BATCH_BUCKETS: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)

@@ -1,7 +1,7 @@
 """The online-store interface the service depends on (the encoder's is :class:`encoders.runtime.encoder.Encoder`).
 
-The real implementation is the Redis fast path in :mod:`encoders.featurestore`
-(:class:`~encoders.featurestore.embeddings.EmbeddingStore`); anything with the same shape plugs in
+The real implementation is the Redis fast path in :mod:`encoders.redis_records`
+(:class:`~encoders.redis_records.embeddings.EmbeddingStore`); anything with the same shape plugs in
 (tests use the real ones).
 """
 

@@ -1,4 +1,4 @@
-"""Open the ``query_embedding`` records in Redis for the cache (fast path of encoders.featurestore).
+"""Open the ``query_embedding`` records in Redis for the cache (the fast path, :mod:`encoders.redis_records`).
 
 The client uses short socket timeouts and no client-side retries: the service's own
 :class:`~encoders.serving.cache.CacheThrough` decides when to retry, so a dead Redis costs a
@@ -44,12 +44,12 @@ def _repo_settings(repo: Path) -> dict[str, Any]:
 def redis_client(conn: str, timeout_s: float = 0.5, redis_type: str | None = None,
                  sentinel_master: str | None = None) -> Any:
     """A redis-py client for ``host:port[,password=..][,db=N]`` or ``redis://`` URLs, from the
-    project's client factory (:func:`encoders.featurestore.connection.connect`): a plain server, a
+    project's client factory (:func:`encoders.redis_records.connection.connect`): a plain server, a
     Redis Cluster or a Sentinel-managed master as ``redis_type`` (or a ``redis_type=`` in ``conn``)
     says. Not checked now (Redis may be down at start-up); no client-side retries."""
     import redis
 
-    from encoders.featurestore.connection import DEFAULT_SENTINEL_MASTER, connect
+    from encoders.redis_records.connection import DEFAULT_SENTINEL_MASTER, connect
 
     try:
         return connect(conn, redis_type, check=False, timeout_s=timeout_s, retries=0,
@@ -57,7 +57,7 @@ def redis_client(conn: str, timeout_s: float = 0.5, redis_type: str | None = Non
     except ValueError as exc:
         raise ServeConfigError(str(exc)) from None  # the parser never quotes the password
     except redis.RedisError as exc:  # a cluster client asks its nodes for the slot map at once
-        from encoders.featurestore.connection import explain_failure, parse_connection_string
+        from encoders.redis_records.connection import explain_failure, parse_connection_string
 
         raise explain_failure(parse_connection_string(conn), exc) from None
 
@@ -70,8 +70,8 @@ def make_query_store(
     ``conn``: the connection string (``--redis``); with ``repo`` the project name, connection
     string and key TTL come from ``repo/feature_store.yaml`` instead.
     """
-    from encoders.featurestore.connection import resolve_connection_string
-    from encoders.featurestore.embeddings import EmbeddingStore
+    from encoders.redis_records.connection import resolve_connection_string
+    from encoders.redis_records.embeddings import EmbeddingStore
 
     project, ttl, redis_type, master = DEFAULT_PROJECT, None, None, None
     if repo is not None:
@@ -114,8 +114,8 @@ class QueryEmbeddingCache:
     """
 
     def __init__(self, store: Any) -> None:
-        from encoders.featurestore import codec
-        from encoders.featurestore.connection import redact_secrets
+        from encoders.redis_records import codec
+        from encoders.redis_records.connection import redact_secrets
 
         self.store = store
         self.dim = int(store.dim)
@@ -206,7 +206,7 @@ class QueryEmbeddingCache:
         Returns how many rows were written (the others changed since the lookup)."""
         import redis
 
-        from encoders.featurestore.connection import explain_failure, parse_connection_string
+        from encoders.redis_records.connection import explain_failure, parse_connection_string
 
         m = np.asarray(matrix, dtype=np.float32)
         if m.ndim != 2 or m.shape != (len(keys), self.dim) or len(expect) != len(keys):

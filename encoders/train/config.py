@@ -16,6 +16,15 @@ def parse_rank_window(text: str) -> tuple[int, int]:
     return lo, hi
 
 
+def parse_device(text: str) -> str:
+    """``--device``: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N`` (else ValueError)."""
+    import re
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+        raise ValueError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
 def parse_task_weights(text: str) -> dict[str, float]:
     """``"organic=0.5,shopping=0.5"`` -> ``{"organic": 0.5, "shopping": 0.5}``."""
     out: dict[str, float] = {}
@@ -122,6 +131,25 @@ class TrainConfig:
     mask_similar_pins: float | None = field(default=None, metadata={
         "metavar": "COSINE", "help": "mask negatives whose pin has cosine > COSINE with the row's positive pin "
         "(near-duplicate products; default off)"})
+    logq_correction: Literal["none", "exact", "sketch"] = field(default="none", metadata={
+        "help": "sampled-softmax logQ correction: subtract the log expected count of each sampled negative column's "
+        "pin (in-batch and uniform random columns; never the positive's own logit), with the pins' sampling "
+        "probabilities counted exactly or with a count-min sketch (large catalogues); default {default}"})
+    logq_sketch_width: int = field(default=1 << 20, metadata={
+        "help": "count-min sketch width for --logq-correction sketch (default {default})"})
+    logq_sketch_depth: int = field(default=4, metadata={
+        "help": "count-min sketch depth for --logq-correction sketch (default {default})"})
+    teacher_labels: str | None = field(default=None, metadata={
+        "metavar": "PATH", "help": "relevance teacher labels (parquet: query, pin_id, grade; `searchsage relevance "
+        "label`) for --distill-weight and --teacher-false-negative-grade"})
+    distill_weight: float = field(default=0.0, metadata={
+        "help": "weight of the KL term between the teacher's grade distribution over a query's labelled pins and "
+        "the tower's softmax over them (default {default} = off)"})
+    distill_temperature: float = field(default=0.05, metadata={
+        "help": "temperature of the teacher's distribution softmax(grade / T) (default {default})"})
+    teacher_false_negative_grade: float | None = field(default=None, metadata={
+        "metavar": "GRADE", "help": "mask, as negatives of a query, the pins the teacher grades >= GRADE for it "
+        "(false negatives; default off)"})
     extra_positive_grade: float | None = field(default=None, metadata={
         "help": "also train on judged pairs with grade >= this (weighted by --extra-positive-weight)"})
     extra_positive_weight: float = field(default=0.5, metadata={
@@ -140,9 +168,19 @@ class TrainConfig:
     mask_pseudo_query_matches: bool = field(default=False, metadata={
         "help": "in a pseudo-query's softmax row, mask the other pins whose text holds all words of its cut "
         "(false negatives: 'wall mount' fits hundreds of titles)"})
-    precision: Literal["fp32", "bf16"] = field(default="fp32", metadata={
-        "help": "bf16: the tower's forward pass under CPU bfloat16 autocast (weights, optimizer and loss stay "
-        "float32); Home Depot steps 1.75 s -> 1.27 s on a CPU with native bfloat16 (default {default})"})
+    precision: Literal["fp32", "bf16", "fp16"] = field(default="fp32", metadata={
+        "help": "bf16: the tower's forward pass under bfloat16 autocast (weights, optimizer and loss stay "
+        "float32); Home Depot steps 1.75 s -> 1.27 s on a CPU with native bfloat16. fp16: float16 autocast with "
+        "loss scaling, CUDA only (default {default})"})
+    device: str = field(default="cpu", metadata={
+        "type": parse_device, "metavar": "auto|cpu|cuda[:N]",
+        "help": "where the tower trains: cpu, cuda (under torchrun: cuda:LOCAL_RANK), cuda:N, or auto (cuda when "
+        "torch sees a GPU; default {default})"})
+    stream: bool = field(default=False, metadata={
+        "help": "read engagements.parquet by row groups each epoch instead of holding the pairs in memory "
+        "(per-pin cap and task blend by keep probabilities; docs/training.md)"})
+    stream_buffer: int = field(default=65536, metadata={
+        "metavar": "PAIRS", "help": "--stream: pairs in the shuffle buffer (default {default})"})
     hold_out_validation: bool = field(default=False, metadata={
         "help": "also keep the validation queries (md5 % 10 == 1, ~10%) out of training, to choose settings on "
         "them rather than on the eval split"})
@@ -173,8 +211,27 @@ class TrainConfig:
              "needs 0 <= LO < HI"),
             ("interpolate_start", 0.0 <= self.interpolate_start <= 1.0, "must be in [0, 1]"),
             ("average_last", 0.0 <= self.average_last < 1.0, "must be in [0, 1)"),
+            ("precision", self.precision != "fp16" or self.device != "cpu",
+             "needs a CUDA --device (fp16 autocast and loss scaling; on a CPU use bf16)"),
+            ("stream_buffer", self.stream_buffer >= self.batch_size, "must be >= --batch-size"),
+            ("hard_negatives", not (self.stream and self.hard_negatives > 0),
+             "cannot be used with --stream (mining holds every training query in memory)"),
+            ("teacher_false_negative_grade", not (self.stream and self.teacher_false_negative_grade is not None),
+             "cannot be used with --stream (the streamed known positives keep query hashes, not texts)"),
         )
         for name, ok, rule in checks:
+            if not ok:
+                raise ValueError(f"{option_flag(name)} {rule}, got {getattr(self, name)}")
+        for name, ok, rule in (  # logQ correction and teacher distillation
+            ("logq_sketch_width", self.logq_sketch_width >= 1, "must be >= 1"),
+            ("logq_sketch_depth", self.logq_sketch_depth >= 1, "must be >= 1"),
+            ("distill_weight", self.distill_weight >= 0.0, "must be >= 0"),
+            ("distill_temperature", self.distill_temperature > 0.0, "must be > 0"),
+            ("distill_weight", self.distill_weight == 0.0 or self.teacher_labels is not None,
+             "needs --teacher-labels"),
+            ("teacher_false_negative_grade", self.teacher_false_negative_grade is None
+             or self.teacher_labels is not None, "needs --teacher-labels"),
+        ):
             if not ok:
                 raise ValueError(f"{option_flag(name)} {rule}, got {getattr(self, name)}")
 
@@ -213,3 +270,4 @@ class TrainResult:
     stopped_by: str
     temperature: float
     history: list[tuple[int, float]] = field(default_factory=list)
+    rank: int = 0  # this process's rank under torchrun (0: the one that wrote the run's files)

@@ -16,6 +16,18 @@ Masking (logit → -inf, so the column is neither a negative nor a positive):
   query j (an engaged/judged-relevant pin must not be pushed away).
 
 Pins are identified by integer ids (row numbers in the pin matrix); masking compares ids, not vectors.
+
+**logQ correction** (``column_log_q (B + K,)``, see :class:`encoders.train.item_frequency.LogQ`):
+``logits[j, c] -= column_log_q[c]`` for every cell but the label ``(j, j)``, i.e. the log of the
+expected count of the column's pin among the step's sampled columns is subtracted from the
+negatives, never from the row's own positive. This is the sampled-softmax estimator of Bengio &
+Senécal (2008) / Jean et al. (2015): the positive is always present (probability 1), the negatives
+are importance-weighted by ``1 / expected count``. Yi et al. (2019) subtract ``log q`` from every
+in-batch column including the diagonal; Khrylchenko et al. (2025, "Correcting the LogQ
+Correction") show the positive should be left out because it is not sampled. OmniSearchSage
+(``pinterest/atg-research``, ``modules/metric_learning_softmax.py``) subtracts ``log(batch size ×
+count / total)`` (the same expected count) from the negatives and corrects the positive separately
+by ``log P(pin | query)``, which this loss does not do.
 """
 
 from __future__ import annotations
@@ -54,11 +66,13 @@ class Temperature(nn.Module):
 @dataclass
 class LossOutput:
     """``loss`` (0-d), ``logits (B, B + K)`` after masking, and in-batch accuracy (share of rows
-    whose diagonal logit is the row maximum)."""
+    whose diagonal logit is the row maximum); ``distill`` the distillation term (0-d, unweighted)
+    when the step added one to ``loss``."""
 
     loss: torch.Tensor
     logits: torch.Tensor
     accuracy: float
+    distill: torch.Tensor | None = None
 
 
 def _columns_holding(col_ids: np.ndarray, wanted: Sequence[Collection[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -148,6 +162,7 @@ def in_batch_softmax_loss(
     weights: torch.Tensor | None = None,
     also_mask: torch.Tensor | None = None,
     score_dtype: torch.dtype | None = None,
+    column_log_q: torch.Tensor | None = None,
 ) -> LossOutput:
     """Cross-entropy of each query against its own positive among all (unmasked) columns.
 
@@ -159,7 +174,9 @@ def in_batch_softmax_loss(
     (e.g. near-duplicates of the row's positive, see :func:`near_duplicate_mask`; the label column
     is never masked). ``score_dtype`` (e.g. ``torch.bfloat16``) computes the dot products in that
     dtype (float32 accumulation; pass ``extra`` already in it to skip a per-step cast); the logits,
-    softmax and loss stay float32. Returns :class:`LossOutput`.
+    softmax and loss stay float32. ``column_log_q (B + K,)`` is subtracted from every column's
+    logits except the label cells (the logQ correction of the module docstring). Returns
+    :class:`LossOutput`.
     """
     if q.shape != p.shape:
         raise ValueError(f"q {tuple(q.shape)} and p {tuple(p.shape)} must have the same shape (B, D)")
@@ -171,6 +188,15 @@ def in_batch_softmax_loss(
         logits = column_scores(q_scaled, p, blocks)
     else:
         logits = column_scores(q_scaled.to(score_dtype), p, blocks).float()
+    b = q.shape[0]
+    if column_log_q is not None:
+        if column_log_q.shape != (logits.shape[1],):
+            raise ValueError(
+                f"column_log_q {tuple(column_log_q.shape)} must hold one value per column ({logits.shape[1]})")
+        diag = torch.arange(b, device=logits.device)
+        label_logits = logits[diag, diag]  # a copy: the label cells keep their uncorrected value
+        logits.sub_(column_log_q.to(device=logits.device, dtype=logits.dtype))  # in place, as the masking
+        logits[diag, diag] = label_logits
     rows, cols = mask_cells(pos_ids, extra_ids, known_positives)
     logits[rows.to(logits.device), cols.to(logits.device)] = NEG_INF  # in place: no (B, B + K) copy
     if also_mask is not None:

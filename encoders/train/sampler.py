@@ -97,6 +97,18 @@ def training_pairs(
     )
 
 
+def blend_weights(present: list[str], task_weights: Mapping[str, float] | None) -> dict[str, float]:
+    """The normalised blend over the ``present`` tasks: ``task_weights`` (default
+    :data:`DEFAULT_TASK_WEIGHTS`) restricted to them; an equal blend when none of them is weighted;
+    tasks of weight 0 are left out."""
+    weights = dict(DEFAULT_TASK_WEIGHTS if task_weights is None else task_weights)
+    used = {t: float(weights.get(t, 0.0)) for t in sorted(present)}
+    if sum(used.values()) <= 0:  # none of the configured tasks is present → equal blend of what is
+        used = {t: 1.0 for t in used}
+    total = sum(used.values())
+    return {t: w / total for t, w in used.items() if w > 0}
+
+
 @dataclass
 class Batch:
     """One batch: ``queries`` (B strings), ``pin_idx (B,)`` int64, ``weights (B,)`` float32, ``tasks`` (B,)."""
@@ -131,13 +143,7 @@ class PairSampler:
             raise ValueError("no training pairs (every query may be an eval query, or engagements are empty)")
         self.pairs, self.batch_size, self.seed = pairs, batch_size, seed
         self.max_per_pin, self.drop_last = max_per_pin, drop_last
-        present = sorted(set(pairs.tasks.tolist()))
-        weights = dict(DEFAULT_TASK_WEIGHTS if task_weights is None else task_weights)
-        used = {t: float(weights.get(t, 0.0)) for t in present}
-        if sum(used.values()) <= 0:  # none of the configured tasks is present → equal blend of what is
-            used = {t: 1.0 for t in present}
-        total = sum(used.values())
-        self.task_weights = {t: w / total for t, w in used.items() if w > 0}
+        self.task_weights = blend_weights(sorted(set(pairs.tasks.tolist())), task_weights)
         self.epoch, self.batch_index = 0, 0
         self._batches: list[Batch] | None = None
 
@@ -165,6 +171,8 @@ class PairSampler:
             pool, want = pools[t], round(w * total)
             if len(pool) == 0 or want == 0:
                 continue
+            if want < len(pool):  # a uniform subset (the capped pool holds a capped pin's copies up front)
+                pool = rng.permutation(pool)
             reps = [pool]
             while sum(len(r) for r in reps) < want:
                 reps.append(rng.permutation(pool))

@@ -18,6 +18,7 @@ import torch
 
 from encoders.model.tower import QueryTower
 from encoders.train.config import TrainConfig
+from encoders.train.device import Precision
 from encoders.train.loss import Temperature
 from encoders.train.sampler import PairSampler
 from encoders.train.step import ExtraNegatives, PseudoQueryAugmenter
@@ -86,7 +87,10 @@ def build_optimizer_and_schedule(
 class TrainState:
     """Everything that changes while training and that a checkpoint saves: the tower, temperature,
     optimizer and scheduler, the sampler's position, the negative and pseudo-query RNGs (and queue),
-    the tail average, the step and the seconds spent before this process (``elapsed_before``)."""
+    the tail average, the fp16 loss scale (``precision``), the step and the seconds spent before this
+    process (``elapsed_before``). Nothing in it depends on the number of data-parallel processes:
+    every rank holds the same state, the sampler counts global batches and the step global steps,
+    so a checkpoint of N processes resumes with any number."""
 
     tower: QueryTower
     temperature: Temperature
@@ -98,6 +102,7 @@ class TrainState:
     average: TailAverage
     step: int = 0
     elapsed_before: float = 0.0
+    precision: Precision | None = None
 
     def save(self, path: Path, config: TrainConfig, elapsed_s: float) -> None:
         """Write the checkpoint atomically (a temporary file renamed over ``path``); ``elapsed_s`` is
@@ -108,7 +113,7 @@ class TrainState:
             "sampler": self.sampler.state_dict(), "negatives": self.negatives.state_dict(),
             "augmenter": self.augmenter.state_dict(), "average": self.average.state_dict(),
             "torch_rng": torch.get_rng_state(), "step": self.step, "config": config.to_dict(),
-            "elapsed_s": elapsed_s,
+            "elapsed_s": elapsed_s, "precision": {} if self.precision is None else self.precision.state_dict(),
         }
         tmp = path.with_suffix(".pt.tmp")
         torch.save(state, tmp)
@@ -116,7 +121,8 @@ class TrainState:
 
     def restore(self, path: Path) -> None:
         """Resume: load a checkpoint that :meth:`save` wrote (the torch RNG state included)."""
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        device = next(self.tower.parameters()).device  # a CUDA run's tail average lives on the GPU
+        state = torch.load(path, map_location=device, weights_only=False)
         self.tower.load_state_dict(state["model"])
         self.temperature.load_state_dict(state["temperature"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -125,7 +131,9 @@ class TrainState:
         self.negatives.load_state_dict(state["negatives"])
         if "augmenter" in state:
             self.augmenter.load_state_dict(state["augmenter"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
         if "average" in state:
             self.average.load_state_dict(state["average"])
+        if self.precision is not None:
+            self.precision.load_state_dict(state.get("precision", {}))
         self.step, self.elapsed_before = int(state["step"]), float(state.get("elapsed_s", 0.0))

@@ -17,5 +17,6 @@ def test_bench_quick(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "abtest_quick.json").read_text())
     assert report["rows"]["impressions"] > 100_000
     assert 0 < report["child"]["seconds_total"] < 60 and 50 < report["child"]["peak_rss_mb"] < 2048
-    assert report["child"]["srm_passed"] is True
+    assert report["child"]["srm_passed"] is True and report["child"]["engine"] == "numpy"
+    assert report["child"]["cpu_seconds"] > 0 and report["load_avg_1m_start"] >= 0
     assert "| impressions |" in (tmp_path / "abtest_quick.md").read_text()

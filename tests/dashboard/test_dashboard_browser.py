@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from dash_fixtures import HEALTHY, SRM, DashEnv
 
-from encoders.featurestore.redis_server import free_port
+from encoders.localredis.server import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from encoders.featurestore.redis_server import free_port
+from encoders.localredis.server import free_port
 
 pytestmark = pytest.mark.slow
 

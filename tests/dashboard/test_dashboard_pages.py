@@ -12,8 +12,8 @@ from dash_fixtures import HEALTHY, SRM, DashEnv, run_cli
 from streamlit.testing.v1 import AppTest
 
 from dashboard.loaders import load_pins
-from encoders.featurestore.embeddings import EmbeddingStore
-from encoders.featurestore.redis_server import LocalRedis
+from encoders.localredis.server import LocalRedis
+from encoders.redis_records.embeddings import EmbeddingStore
 from encoders.runtime import BundleEncoder
 from encoders.serving.store import redis_client
 
@@ -157,7 +157,7 @@ def test_explorer_finds_the_query_in_redis(dash_env: DashEnv, redis_server: Loca
 
 def test_explorer_reports_unreachable_redis(dash_env: DashEnv, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from encoders.featurestore.redis_server import free_port
+    from encoders.localredis.server import free_port
 
     repo = tmp_path / "repo"
     repo.mkdir()

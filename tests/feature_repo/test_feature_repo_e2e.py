@@ -87,13 +87,13 @@ def test_materialise_runs_the_bundle_and_stock_feast_reads_it(fs_env: dict, stor
 
 
 def test_fast_fetch_is_bit_identical_to_stock_and_masks_missing(fs_env: dict, store) -> None:
-    from encoders.featurestore.embeddings import EmbeddingStore
+    from encoders.redis_records.embeddings import EmbeddingStore
 
     keys = [*_keys(), "never materialised"]
     stock = store.get_online_features(features=["query_embedding:embedding"],
                                       entity_rows=[{"query": k} for k in keys]).to_dict()["embedding"]
     assert stock[-1] is None
-    fast = EmbeddingStore.from_repo(fs_env["repo"], "query_embedding")
+    fast = EmbeddingStore.from_store(store, "query_embedding")
     matrix, found = fast.fetch(keys)
     assert matrix.dtype == np.float32 and matrix.shape == (len(keys), fs_env["dim"])
     assert found.tolist() == [True] * (len(keys) - 1) + [False]
@@ -102,7 +102,7 @@ def test_fast_fetch_is_bit_identical_to_stock_and_masks_missing(fs_env: dict, st
 
 
 def test_fast_write_is_read_back_exactly_by_stock(fs_env: dict, store) -> None:
-    from encoders.featurestore.embeddings import EmbeddingStore
+    from encoders.redis_records.embeddings import EmbeddingStore
 
     fast = EmbeddingStore.from_config(store.config, store.get_feature_view("pin_embedding"))
     vecs = np.random.default_rng(1).standard_normal((3, fs_env["dim"]), dtype=np.float32)
@@ -120,7 +120,7 @@ def test_fast_write_is_read_back_exactly_by_stock(fs_env: dict, store) -> None:
 
 
 def test_odfv_embeds_unseen_query_live_and_serves_stored_ones(fs_env: dict, store) -> None:
-    from encoders.featurestore.embeddings import EmbeddingStore
+    from encoders.redis_records.embeddings import EmbeddingStore
     from encoders.runtime import BundleEncoder
 
     rows = [{"query": "red chair", "query_text": "Red Chair"},
@@ -136,7 +136,7 @@ def test_odfv_embeds_unseen_query_live_and_serves_stored_ones(fs_env: dict, stor
     pins = store.get_online_features(features=store.get_feature_service("ranker_pins"),
                                      entity_rows=[{"pin_id": "p1"}, {"pin_id": "nope"}]).to_dict()
     assert len(pins["embedding"][0]) == fs_env["dim"] and pins["embedding"][1] is None
-    stored, _ = EmbeddingStore.from_repo(fs_env["repo"], "query_embedding").fetch(["red chair"])
+    stored, _ = EmbeddingStore.from_store(store, "query_embedding").fetch(["red chair"])
     assert np.asarray(got["query_vector"][0], dtype=np.float32).tobytes() == stored[0].tobytes()
     enc = BundleEncoder(fs_env["bundle"], kind="query")
     np.testing.assert_allclose(np.asarray(got["query_vector"][1], dtype=np.float32),
@@ -153,13 +153,13 @@ def test_odfv_embeds_unseen_query_live_and_serves_stored_ones(fs_env: dict, stor
 
 
 def test_incremental_picks_new_rows_and_rerun_overwrites(fs_env: dict, store) -> None:
-    from encoders.featurestore.embeddings import EmbeddingStore
+    from encoders.redis_records.embeddings import EmbeddingStore
 
     raw = fs_env["raw"]
     before = raw.dbsize()
     append_queries(fs_env["repo"], ["Steel  Bracket"], datetime.now(timezone.utc))  # logged after the last run
     store.materialize_incremental(end_date=datetime.now(timezone.utc) + timedelta(seconds=1))
-    fast = EmbeddingStore.from_repo(fs_env["repo"], "query_embedding")
+    fast = EmbeddingStore.from_store(store, "query_embedding")
     m1, found = fast.fetch(["steel bracket"])
     assert found.all() and raw.dbsize() == before + 1
     # A full re-run (e.g. after a failure part-way) rewrites the same records, adds none.
@@ -183,7 +183,8 @@ def test_rank_cli_prints_scored_pins(fs_env: dict, store, capsys: pytest.Capture
 def test_unreachable_redis_is_a_clear_error(fs_env: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     from feast import FeatureStore
 
-    from encoders.featurestore.redis_server import RedisUnavailable, free_port
+    from encoders.localredis.server import free_port
+    from encoders.redis_records.connection import RedisUnavailable
 
     port = free_port()
     monkeypatch.setenv("SEARCHSAGE_REDIS", f"127.0.0.1:{port}")

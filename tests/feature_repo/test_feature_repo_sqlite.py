@@ -24,7 +24,7 @@ def test_sqlite_online_store_materialises_and_ranks(feast_objects, tmp_path: Pat
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from feast import FeatureStore
 
-    from encoders.featurestore.ranking import StockEmbeddingReader, embedding_reader, rank_query
+    from encoders.ranking.ranker import StockEmbeddingReader, embedding_reader, rank_query
     from encoders.runtime import BundleEncoder
 
     dim = json.loads((tiny_onnx_bundle / "pin" / "manifest.json").read_text())["dim"]

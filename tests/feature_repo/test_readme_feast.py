@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from encoders.cli.main import main
-from encoders.featurestore.redis_server import free_port, ping
+from encoders.localredis.server import free_port, ping
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -73,12 +73,15 @@ def test_readme_feast_section_runs_verbatim(tmp_path: Path, tiny_bert_dir: Path,
         assert scores == sorted(scores, reverse=True)
 
         # the pins' own frozen vectors were materialised as they are, bit for bit
-        from encoders.featurestore.embeddings import EmbeddingStore
+        from feast import FeatureStore
+
+        from encoders.redis_records.embeddings import EmbeddingStore
 
         monkeypatch.setenv("SEARCHSAGE_REDIS", f"127.0.0.1:{port}")
         table = pq.read_table(clone / "runs/demo/data/pins.parquet", columns=["pin_id", "embedding"])
         want = np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)
-        got, found = EmbeddingStore.from_repo(clone / "feature_repo", "pin_embedding").fetch(
+        got, found = EmbeddingStore.from_store(FeatureStore(repo_path=str(clone / "feature_repo")),
+                                               "pin_embedding").fetch(
             table.column("pin_id").to_pylist())
         assert found.all() and got.tobytes() == want.tobytes()
         assert len(list((clone / "feature_repo/data/pin_index").iterdir())) == 1

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from encoders.demo import online_store
-from encoders.featurestore.redis_server import RedisUnavailable, free_port
+from encoders.localredis.server import free_port
+from encoders.redis_records.connection import RedisUnavailable
 
 
 def test_configured_redis_is_used_when_it_answers(redis_server, tmp_path: Path, monkeypatch) -> None:
@@ -25,7 +26,7 @@ def test_configured_redis_that_is_down_is_a_clear_error(tmp_path: Path, monkeypa
 
 def test_without_redis_server_the_demo_falls_back_to_sqlite(tmp_path: Path, monkeypatch) -> None:
     # A machine without redis-server cannot be made here; only the binary lookup is replaced.
-    import encoders.featurestore.redis_server as rs
+    import encoders.localredis.server as rs
 
     def missing() -> str:
         raise RedisUnavailable("redis-server is not installed; install it with `sudo apt-get install -y redis-server`")

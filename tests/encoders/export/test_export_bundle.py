@@ -9,7 +9,8 @@ import numpy as np
 import onnx
 import pytest
 
-from encoders.export.bundle import ExportOptions, export_tower, load_run_tower
+from encoders.export.bundle import export_tower, load_run_tower
+from encoders.export.config import ExportOptions
 from encoders.export.manifest import content_version
 from encoders.export.onnx_export import build_pin_tower
 from encoders.export.parity import ParityError, ParityThresholds

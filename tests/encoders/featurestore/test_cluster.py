@@ -75,8 +75,8 @@ def test_feast_cli_materialises_into_every_master(cluster_env: dict) -> None:
 def test_stock_reads_and_the_fast_fetch_agree_bit_for_bit_across_slots(cluster_env: dict) -> None:
     from feast import FeatureStore
 
-    from encoders.featurestore.connection import is_cluster
-    from encoders.featurestore.embeddings import EmbeddingStore
+    from encoders.redis_records.connection import is_cluster
+    from encoders.redis_records.embeddings import EmbeddingStore
     from encoders.runtime import BundleEncoder
 
     ids = [*PINS, "never-materialised"]
@@ -84,7 +84,7 @@ def test_stock_reads_and_the_fast_fetch_agree_bit_for_bit_across_slots(cluster_e
     stock = store.get_online_features(features=["pin_embedding:embedding"],
                                       entity_rows=[{"pin_id": p} for p in ids]).to_dict()["embedding"]
     assert stock[-1] is None and all(v is not None for v in stock[:-1])
-    fast = EmbeddingStore.from_repo(cluster_env["repo"], "pin_embedding")
+    fast = EmbeddingStore.from_store(store, "pin_embedding")
     assert is_cluster(fast.client)
     slots = {fast.client.keyslot(k) for k in fast.redis_keys(ids)}
     nodes = {fast.client.nodes_manager.get_node_from_slot(s).port for s in slots}
@@ -99,17 +99,18 @@ def test_stock_reads_and_the_fast_fetch_agree_bit_for_bit_across_slots(cluster_e
 
 
 def test_serve_cache_through_reads_and_writes_back_on_the_cluster(cluster_env: dict) -> None:
+    from feast import FeatureStore
     from serving_helpers import call, running, wait_until
 
-    from encoders.featurestore.connection import is_cluster
-    from encoders.featurestore.embeddings import EmbeddingStore
+    from encoders.redis_records.connection import is_cluster
+    from encoders.redis_records.embeddings import EmbeddingStore
     from encoders.serving.config import ServeConfig
     from encoders.serving.server import build_app
     from encoders.serving.store import make_query_store
 
     dim = cluster_env["dim"]
     assert is_cluster(make_query_store(None, dim=dim, repo=cluster_env["repo"]).store.client)
-    reader = EmbeddingStore.from_repo(cluster_env["repo"], "query_embedding")
+    reader = EmbeddingStore.from_store(FeatureStore(repo_path=str(cluster_env["repo"])), "query_embedding")
     stored, _ = reader.fetch(["red chair", "oak lamp"])
     fresh = [f"copper {t} {i}" for i, t in enumerate(("hook", "door", "rug", "sink", "fan", "grill"))]
     cfg = ServeConfig(bundle=cluster_env["bundle"], threads=1, variant="fp32", repo=cluster_env["repo"])
@@ -144,8 +145,8 @@ def test_rank_cli_ranks_against_the_cluster(cluster_env: dict, capsys: pytest.Ca
 
 
 def test_the_factory_builds_the_client_redis_type_names_and_refuses_impossible_ones(redis_cluster) -> None:
-    from encoders.featurestore.connection import connect, is_cluster
     from encoders.featurestore.online_store import SearchSageRedisOnlineStoreConfig
+    from encoders.redis_records.connection import connect, is_cluster
     from encoders.serving.config import ServeConfigError
     from encoders.serving.store import redis_client
 

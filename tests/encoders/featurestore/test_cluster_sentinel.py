@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 import redis
 
-from encoders.featurestore.connection import connect, is_cluster
-from encoders.featurestore.embeddings import EmbeddingStore
-from encoders.featurestore.redis_server import LocalRedis, RedisUnavailable, free_port, redis_server_binary
+from encoders.localredis.server import LocalRedis, free_port, redis_server_binary
+from encoders.redis_records.connection import RedisUnavailable, connect, is_cluster
+from encoders.redis_records.embeddings import EmbeddingStore
 
 MASTER = "searchsage-master"
 
@@ -73,7 +73,7 @@ def test_feast_materialises_and_every_reader_agrees_through_the_sentinel(
                   "event_timestamp": pd.Series([now - timedelta(minutes=5)] * 20, dtype="datetime64[us, UTC]")}
                  ).to_parquet(repo / "emb.parquet")
     fs.materialize(start_date=now - timedelta(hours=1), end_date=now)
-    fast = EmbeddingStore.from_repo(repo, "emb")
+    fast = EmbeddingStore.from_store(fs, "emb")
     matrix, found = fast.fetch([*ids, "absent"])
     assert found.tolist() == [True] * 20 + [False] and matrix[:20].tobytes() == m.tobytes()
     stock = fs.get_online_features(features=["emb:embedding"], entity_rows=[{"pin_id": p} for p in ids]).to_dict()

@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 import redis
 
-from encoders.featurestore import codec
-from encoders.featurestore.connection import connect
-from encoders.featurestore.embeddings import EmbeddingStore
-from encoders.featurestore.redis_server import LocalRedis, free_port, redis_server_binary
+from encoders.localredis.server import LocalRedis, free_port, redis_server_binary
+from encoders.redis_records import codec
+from encoders.redis_records.connection import connect
+from encoders.redis_records.embeddings import EmbeddingStore
 
 FEAST = str(Path(sys.executable).with_name("feast"))
 DIM = 64
@@ -182,8 +182,8 @@ def test_a_bad_row_is_not_found_and_never_fails_the_other_rows(redis_server: Loc
 def test_the_embedding_store_repr_never_shows_the_password(tmp_path: Path, embedding_repo) -> None:
     secret = "hunter2-s3cret"
     with LocalRedis(password=secret) as server:
-        embedding_repo(tmp_path / "repo", server.connection_string, 4)
-        store = EmbeddingStore.from_repo(tmp_path / "repo", "emb")
+        fs = embedding_repo(tmp_path / "repo", server.connection_string, 4)
+        store = EmbeddingStore.from_store(fs, "emb")
         assert store.fetch(["x"])[1].tolist() == [False]  # the password works
         assert secret in store.connection
         assert secret not in repr(store) and secret not in str(store)

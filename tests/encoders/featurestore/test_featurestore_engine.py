@@ -60,7 +60,7 @@ def test_engine_materialises_latest_row_per_key_with_exact_values(tmp_path, redi
     from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
     from feast.types import Array, Float32, String
 
-    from encoders.featurestore.embeddings import EmbeddingStore
+    from encoders.redis_records.embeddings import EmbeddingStore
 
     now = datetime.now(timezone.utc)
     m = np.random.default_rng(3).standard_normal((4, 8), dtype=np.float32)

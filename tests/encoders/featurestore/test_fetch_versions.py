@@ -17,9 +17,9 @@ import redis
 
 from encoders.featurestore import udfs
 from encoders.featurestore.contract import QUERY_JOIN_KEY, QUERY_VIEW
-from encoders.featurestore.embeddings import EmbeddingStore
-from encoders.featurestore.redis_server import LocalRedis
 from encoders.featurestore.sources import append_pins, append_queries
+from encoders.localredis.server import LocalRedis
+from encoders.redis_records.embeddings import EmbeddingStore
 from encoders.runtime import BundleEncoder
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import redis
 
-from encoders.featurestore import vector_search as vs
-from encoders.featurestore.embeddings import EmbeddingStore
+from encoders.redis_records import vector_search as vs
+from encoders.redis_records.embeddings import EmbeddingStore
 
 DIM = 16
 N = 240
@@ -153,7 +153,7 @@ def test_every_write_path_keeps_the_searchable_copy_in_step(stack: Any, tmp_path
 
 
 def test_views_without_vector_index_get_no_extra_field(stack: Any, tmp_path: Path) -> None:
-    from encoders.featurestore.vector_search import NotVectorIndexed
+    from encoders.redis_records.vector_search import NotVectorIndexed
 
     when = datetime(2026, 5, 1, tzinfo=timezone.utc)
     store, view = _repo(tmp_path / "r", stack.connection_string, project="vs_plain", indexed=False)

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from encoders.cli.main import main
-from encoders.featurestore.connection import RedisAuthError, connect
-from encoders.featurestore.redis_server import LocalRedis, RedisUnavailable, free_port
+from encoders.localredis.server import LocalRedis, free_port
+from encoders.redis_records.connection import RedisAuthError, RedisUnavailable, connect
 
 
 def test_redis_cli_start_status_stop(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from encoders.cli.main import main
-from encoders.featurestore.connection import connect
-from encoders.featurestore.redis_server import LocalRedis, RedisUnavailable, free_port, ping, port_from_env
+from encoders.localredis.server import LocalRedis, free_port, ping, port_from_env
+from encoders.redis_records.connection import RedisUnavailable, connect
 
 
 def test_start_here_stop_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from encoders.cli.main import main
-from encoders.featurestore import pin_index
 from encoders.featurestore.sources import ingest_pins
+from encoders.ranking import pin_index
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DB, DIM, N = 13, 16, 300
 pytestmark = pytest.mark.slow
 
@@ -56,22 +56,22 @@ def env(feast_objects, tmp_path: Path, redis_server, monkeypatch: pytest.MonkeyP
 
 
 def test_own_vectors_are_served_bit_identical(env: dict) -> None:
-    from encoders.featurestore.embeddings import EmbeddingStore
+    from encoders.redis_records.embeddings import EmbeddingStore
 
     ids, vecs = env["ids"], env["vecs"]
     got = env["store"].get_online_features(features=["pin_embedding:embedding", "pin_embedding:model_version"],
                                            entity_rows=[{"pin_id": p} for p in ids]).to_dict()
     assert np.asarray(got["embedding"], dtype=np.float32).tobytes() == vecs.tobytes()
     assert set(got["model_version"]) == {"provided"}
-    matrix, found = EmbeddingStore.from_repo(env["repo"], "pin_embedding").fetch(ids)
+    matrix, found = EmbeddingStore.from_store(env["store"], "pin_embedding").fetch(ids)
     assert found.all() and matrix.tobytes() == vecs.tobytes()
 
 
 def test_index_is_built_once_per_version_and_queries_touch_only_their_rows(
     env: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from encoders.featurestore.embeddings import EmbeddingStore
-    from encoders.featurestore.ranking import Ranker
+    from encoders.ranking.ranker import Ranker
+    from encoders.redis_records.embeddings import EmbeddingStore
 
     repo, store, ids, vecs = env["repo"], env["store"], env["ids"], env["vecs"]
     rng = np.random.default_rng(9)

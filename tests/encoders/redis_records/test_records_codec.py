@@ -11,7 +11,7 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import FloatList, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from encoders.featurestore import codec
+from encoders.redis_records import codec
 
 
 @pytest.mark.parametrize("dim", [1, 15, 16, 31, 32, 256, 384, 4097])
@@ -52,3 +52,19 @@ def test_keys_fields_strings_timestamps_match_feast() -> None:
         pb.FromDatetime(ts)
         assert codec.encode_timestamp(ts) == pb.SerializeToString()
         assert codec.decode_timestamp_seconds(pb.SerializeToString()) in (None, pytest.approx(ts.timestamp()))
+
+
+def test_key_prefixes_and_string_values_decode_like_feast() -> None:
+    """What the records layer reads without Feast: the v3 key prefix (vector index) and ``string_val``."""
+    from feast.infra.key_encoding_utils import serialize_entity_key_prefix
+
+    for keys in (["pin_id"], [""], ["b", "a"], ["quéry", "pin_id", "x"]):
+        assert codec.entity_key_prefix(keys) == serialize_entity_key_prefix(keys, 3)
+    assert codec.EntityKeyEncoder("pin_id", "p").encode_one("x").startswith(codec.entity_key_prefix(["pin_id"]))
+    for value in (Value(string_val="pin-abc123"), Value(string_val="héllo " * 40), Value(string_val=""),
+                  Value(int64_val=7), Value(float_list_val=FloatList(val=[1.0, 2.0])), Value(double_val=0.5)):
+        raw = value.SerializeToString()
+        assert codec.decode_string_value(raw) == (value.string_val if raw else None)
+    assert codec.decode_string_value(None) is None
+    with pytest.raises(codec.RecordDecodeError):
+        codec.decode_string_value(b"\x12\x09short")

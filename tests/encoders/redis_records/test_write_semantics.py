@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from encoders.featurestore.connection import connect
-from encoders.featurestore.embeddings import EmbeddingStore
+from encoders.redis_records.connection import connect
+from encoders.redis_records.embeddings import EmbeddingStore
 
 FEAST = str(Path(sys.executable).with_name("feast"))
 DIM = 8
@@ -84,7 +84,7 @@ def test_a_backfill_of_an_older_window_follows_skip_dedup_exactly_like_stock_fea
     assert ours_snap == stock, "the fast path must leave exactly the records stock Feast leaves"
     # and what those records are:
     assert all(len(h) == 3 for h in stock)  # _ts, embedding, model_version
-    from encoders.featurestore import codec
+    from encoders.redis_records import codec
 
     emb_field = codec.feature_field("emb", "embedding")
     got = np.stack([codec.decode_float_lists([h[emb_field]], DIM)[0][0] for h in ours_snap])
@@ -126,7 +126,7 @@ def test_embedding_store_write_keeps_the_newer_row_and_counts_what_it_wrote(back
 def test_the_server_side_comparison_orders_timestamps_like_feast(redis_server) -> None:
     """Random (seconds, nanos) pairs, including equal seconds and multi-byte varints: the Lua
     comparison writes exactly when Feast's ``new_total_nanos > prev_total_nanos`` would."""
-    from encoders.featurestore import codec
+    from encoders.redis_records import codec
 
     client = connect(f"{redis_server.connection_string},db={DB}")
     store = EmbeddingStore(client=client, project="semlua", feature_view="emb", join_key="pin_id", dim=1,

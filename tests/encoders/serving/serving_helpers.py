@@ -1,17 +1,20 @@
-"""Run the ASGI app under a real uvicorn on a free loopback port, in a background thread."""
+"""Run the ASGI app under a real uvicorn on a free loopback port, in a background thread; a recording
+encoder double for the batcher tests."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import uvicorn
 
-from encoders.featurestore.redis_server import free_port
+from encoders.localredis.server import free_port
 from encoders.serving.client import EmbedClient
 
 
@@ -122,3 +125,45 @@ class SlowEncoder:
         self.calls.append(len(texts))
         time.sleep(self.delay_s)
         return self.inner.encode(texts)
+
+
+DIM = 8
+
+
+def vec(text: str) -> np.ndarray:
+    """A deterministic (DIM,) float32 vector per text."""
+    return np.frombuffer(hashlib.sha256(text.encode()).digest()[: DIM * 4], dtype=np.uint32).astype(np.float32)
+
+
+class RecordingEncoder:
+    """Records the size of every encode call; sleeps ``delay_s`` per call; can be told to fail."""
+
+    dim = DIM
+    model_version = "test"
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.calls: list[list[str]] = []
+        self.fail_next: Exception | None = None
+        self.poison: str | None = None  # any call holding this text fails, like a tokenizer on bad input
+        self.started: list[float] = []
+        self.bad_shape_next = False
+        self.threads: set[str] = set()
+        self._lock = threading.Lock()
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            self.calls.append(list(texts))
+            self.started.append(time.perf_counter())
+            self.threads.add(threading.current_thread().name)
+            fail, self.fail_next = self.fail_next, None
+            bad, self.bad_shape_next = self.bad_shape_next, False
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if fail is not None:
+            raise fail
+        if self.poison is not None and any(self.poison in t for t in texts):
+            raise TypeError("TextEncodeInput must be Union[TextInputSequence, Tuple[InputSequence, InputSequence]]")
+        if bad:
+            return np.zeros((len(texts) + 1, DIM), dtype=np.float32)
+        return np.stack([vec(t) for t in texts])

@@ -153,7 +153,7 @@ def test_binary_responses_carry_the_same_float32_rows_as_json(tiny_onnx_bundle: 
 
     import redis
 
-    from encoders.featurestore.embeddings import EmbeddingStore
+    from encoders.redis_records.embeddings import EmbeddingStore
     from encoders.serving.client import EmbedClient, EmbedError
     from encoders.serving.store import QUERY_JOIN_KEY, QUERY_VIEW, redis_client
 

@@ -10,8 +10,8 @@ import numpy as np
 import redis
 from serving_helpers import call, running, wait_until
 
-from encoders.featurestore.embeddings import EmbeddingStore
-from encoders.featurestore.redis_server import LocalRedis
+from encoders.localredis.server import LocalRedis
+from encoders.redis_records.embeddings import EmbeddingStore
 from encoders.runtime import BundleEncoder, BundleManifest, resolve_tower_dir
 from encoders.serving.config import ServeConfig
 from encoders.serving.server import build_app, build_service

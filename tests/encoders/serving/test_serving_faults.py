@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from serving_helpers import call, running, wait_until
 
-from encoders.featurestore.redis_server import LocalRedis
+from encoders.localredis.server import LocalRedis
 from encoders.normalize import normalize_query
 from encoders.runtime import BundleEncoder
 from encoders.serving.config import ServeConfig

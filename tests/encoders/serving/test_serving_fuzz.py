@@ -11,7 +11,7 @@ from pathlib import Path
 import redis
 from serving_helpers import call, http, running
 
-from encoders.featurestore.redis_server import LocalRedis
+from encoders.localredis.server import LocalRedis
 from encoders.serving.config import ServeConfig
 from encoders.serving.server import build_app
 

@@ -15,7 +15,7 @@ import pytest
 import redis
 from serving_helpers import SlowEncoder, call, http, running
 
-from encoders.featurestore.redis_server import LocalRedis
+from encoders.localredis.server import LocalRedis
 from encoders.normalize import normalize_query
 from encoders.runtime import BundleEncoder
 from encoders.serving.batcher import EncoderFailure

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 from serving_helpers import call, http, running, wait_until
 
-from encoders.featurestore.connection import (
+from encoders.localredis.server import LocalRedis, free_port
+from encoders.redis_records.connection import (
+    RedisUnavailable,
     connect,
     parse_connection_string,
     redact_secrets,
 )
-from encoders.featurestore.redis_server import LocalRedis, RedisUnavailable, free_port
 from encoders.serving.config import ServeConfig, ServeConfigError
 from encoders.serving.server import build_app
 from encoders.serving.store import make_query_store, redis_client

@@ -11,8 +11,8 @@ import pytest
 import redis
 from serving_helpers import call, running, wait_until
 
-from encoders.featurestore.embeddings import EmbeddingStore
-from encoders.featurestore.redis_server import LocalRedis
+from encoders.localredis.server import LocalRedis
+from encoders.redis_records.embeddings import EmbeddingStore
 from encoders.runtime import BundleEncoder
 from encoders.runtime.model_version import ModelVersion, ModelVersionError, is_compatible
 from encoders.serving.config import ServeConfig

@@ -184,8 +184,8 @@ def test_unknown_precision_is_a_cli_error(tmp_path: Path, capsys: pytest.Capture
     from encoders.cli.main import main
 
     with pytest.raises(SystemExit) as exc:
-        main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--precision", "fp16"])
-    assert exc.value.code == 2 and "invalid choice: 'fp16'" in capsys.readouterr().err
+        main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--precision", "fp8"])
+    assert exc.value.code == 2 and "invalid choice: 'fp8'" in capsys.readouterr().err
 
 
 def test_average_last_saves_a_second_tower_between_the_tail_weights(tmp_path: Path, tiny_bert_dir: Path) -> None:
