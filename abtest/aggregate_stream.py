@@ -2,7 +2,7 @@
 
 Reads only the columns the counts need (``user_id``, ``query``, ``timestamp``, ``dwell_s``,
 ``is_related``), with ids **dictionary-encoded** as parquet stores them, so a batch's user ids and
-queries are mapped to integer codes once per dictionary (:class:`abtest.event_counts.StringCodes`),
+queries are mapped to integer codes once per dictionary (:class:`abtest.string_codes.StringCodes`),
 not once per row. The counting is ``np.add.at`` into dense per-user counters
 (:class:`abtest.event_counts.EventCounter`); a background thread decodes the next batch while numpy
 counts the current one. Memory: the counters (``5 × users × (2·segments + days)`` integers, int32
@@ -37,7 +37,6 @@ from abtest.event_counts import (
     EventCounter,
     ExposureUsers,
     Segments,
-    StringCodes,
     bool_values,
     counter_bytes,
     custom_segments,
@@ -46,6 +45,7 @@ from abtest.event_counts import (
     ts_micros,
 )
 from abtest.logs import CLICKS, EXPOSURES, IMPRESSIONS, SEARCHES, LogValidationError, table_files
+from abtest.string_codes import StringCodes
 
 BATCH_ROWS = 1 << 20
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,

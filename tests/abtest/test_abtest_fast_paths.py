@@ -24,7 +24,6 @@ from abtest.event_counts import (
     CountersTooLarge,
     EventCounter,
     ExposureUsers,
-    StringCodes,
     counter_bytes,
 )
 from abtest.logs import LogValidationError, arrow_log_schema, validate_logs, values_clean
@@ -33,6 +32,7 @@ from abtest.moments import metric_variables
 from abtest.pipeline import analyze_path
 from abtest.simulate.engine import SimConfig, synthetic_arena
 from abtest.simulate.writer import write_simulated_logs
+from abtest.string_codes import StringCodes
 from abtest.timeseries import _dense_moments, series_moments
 
 T0 = pd.Timestamp("2026-03-01T00:00:00Z")
