@@ -116,7 +116,8 @@ def pin_tower_matches_zero_shot(dataset_dir: str | Path, base_model: str | Path)
 
     Then the zero-shot baseline reuses ``pins.parquet:embedding`` instead of re-encoding all pins.
     The record must name the same model directory (after resolving paths, or the same
-    ``model_fingerprint``) and ``pooling: mean``.
+    ``model_fingerprint``), ``pooling: mean`` and an fp32 runtime (torch or onnx-fp32, which agree to
+    the export's parity threshold; int8 pin vectors are a different space).
     """
     meta_path = Path(dataset_dir) / "pin_tower.json"
     if not meta_path.exists():
@@ -129,6 +130,8 @@ def pin_tower_matches_zero_shot(dataset_dir: str | Path, base_model: str | Path)
     if not recorded or str(meta.get("pooling", "")).lower() != "mean":
         return False
     if meta.get("readout") not in (None, "identity", "none"):
+        return False
+    if meta.get("runtime") == "onnx-int8":  # int8 moves the pin vectors (cosine ~0.997 to fp32)
         return False
     try:
         if Path(str(recorded)).expanduser().resolve() == Path(base_model).expanduser().resolve():

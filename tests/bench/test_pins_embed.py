@@ -41,7 +41,9 @@ def test_tiny_run_writes_sensible_figures(tmp_path: Path, tiny_bert_dir: Path) -
     assert res["runtimes"]["onnx-fp32"]["max_abs_vs_torch"] <= gate.fp32_max_abs
     assert res["runtimes"]["onnx-int8"]["cos_min_vs_torch"] >= gate.int8_cos_min
     assert res["runtimes"]["onnx-int8"]["onnx_model_version"].endswith("+int8")
-    assert res["export"]["exported"] is True and res["int8_sample"]["n"] == 40
+    ex = res["export"]
+    assert ex["exported"] is True and res["int8_sample"]["n"] == 40
+    assert ex["setup_s"] > 0 and abs(ex["setup_s"] + ex["first_encode_s"] - ex["wall_s"]) < 1e-6
     assert res["tokens"]["max"] <= res["max_length"]
     md = (out / "pins_embed.md").read_text()
     assert "| onnx-int8 |" in md and "pins_embed.py" in md

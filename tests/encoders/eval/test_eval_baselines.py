@@ -54,3 +54,7 @@ def test_pin_tower_json_decides_reuse(tmp_path: Path) -> None:
     assert not pin_tower_matches_zero_shot(tmp_path, tmp_path / "other")
     (tmp_path / "pin_tower.json").write_text(json.dumps({"base_model": str(model), "pooling": "cls"}))
     assert not pin_tower_matches_zero_shot(tmp_path, model)
+    for runtime, reused in (("torch", True), ("onnx-fp32", True), ("onnx-int8", False)):
+        (tmp_path / "pin_tower.json").write_text(json.dumps({"base_model": str(model), "pooling": "mean",
+                                                             "runtime": runtime}))
+        assert pin_tower_matches_zero_shot(tmp_path, model) is reused, runtime
