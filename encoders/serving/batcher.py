@@ -21,7 +21,7 @@ the failure is isolated to the request that causes it. :class:`UnbatchedRunner`
 from __future__ import annotations
 
 import asyncio
-import sys
+import contextlib
 import threading
 import time
 from collections import deque
@@ -50,9 +50,6 @@ __all__ = [
     "tokenizer_lengths",
 ]
 
-#: GIL switch interval while a batcher runs (CPython's default is 5 ms); see ``switch_interval_ms``.
-DEFAULT_SWITCH_INTERVAL_MS = 0.5
-
 
 @dataclass(eq=False)
 class _Pending:
@@ -65,6 +62,18 @@ class _Pending:
 
 
 _Outcome = np.ndarray | BaseException
+
+
+class _Once:
+    """``fn(*args)`` the first time it is called, nothing after."""
+
+    def __init__(self, fn: Callable[..., None], *args: object) -> None:
+        self._call: tuple[Callable[..., None], tuple[object, ...]] | None = (fn, args)
+
+    def __call__(self) -> None:
+        call, self._call = self._call, None
+        if call is not None:
+            call[0](*call[1])
 
 
 class DynamicBatcher(RunnerBase):
@@ -86,9 +95,6 @@ class DynamicBatcher(RunnerBase):
             without one a batch is one call).
         call_overhead_tokens: fixed cost of one encoder call in tokens (see
             :mod:`encoders.serving.length_groups`); ``0`` disables the length grouping.
-        switch_interval_ms: while started, lower CPython's GIL switch interval (default 5 ms) to
-            this: a worker needs the GIL for a moment after every encoder call and would otherwise
-            wait up to 5 ms each time behind the event loop's request handling. ``None``: leave it.
     """
 
     def __init__(
@@ -104,7 +110,6 @@ class DynamicBatcher(RunnerBase):
         token_count: Callable[[str], int] | None = None,
         token_lengths: Callable[[list[str]], list[int]] | None = None,
         call_overhead_tokens: float = DEFAULT_CALL_OVERHEAD_TOKENS,
-        switch_interval_ms: float | None = DEFAULT_SWITCH_INTERVAL_MS,
     ) -> None:
         super().__init__(encoder, workers=workers, max_queue=max_queue, metrics=metrics)
         if max_batch < 1 or max_wait_ms < 0 or max_batch_tokens < 1:
@@ -118,10 +123,6 @@ class DynamicBatcher(RunnerBase):
         self.token_count = token_count or estimate_tokens
         self.token_lengths = token_lengths if token_lengths is not None else tokenizer_lengths(encoder)
         self.call_overhead_tokens = call_overhead_tokens
-        if switch_interval_ms is not None and switch_interval_ms <= 0:
-            raise ValueError(f"switch_interval_ms must be > 0 or None, got {switch_interval_ms}")
-        self.switch_interval_ms = switch_interval_ms
-        self._saved_switch: float | None = None
         # Shared with the workers, guarded by _cond's lock:
         self._cond = threading.Condition(threading.Lock())
         self._queue: deque[_Pending] = deque()
@@ -136,9 +137,6 @@ class DynamicBatcher(RunnerBase):
         """Start the worker threads (idempotent); each request is answered on its own loop."""
         if self._threads:
             return
-        if self.switch_interval_ms is not None and sys.getswitchinterval() > self.switch_interval_ms / 1000:
-            self._saved_switch = sys.getswitchinterval()
-            sys.setswitchinterval(self.switch_interval_ms / 1000)
         for i in range(self.workers):
             t = threading.Thread(target=self._work, name=f"{THREAD_PREFIX}_{i}", daemon=True)
             t.start()
@@ -159,9 +157,6 @@ class DynamicBatcher(RunnerBase):
             await asyncio.to_thread(t.join)
         self._threads.clear()
         await asyncio.sleep(0)  # run the hand-offs queued by the last batches
-        if self._saved_switch is not None:
-            sys.setswitchinterval(self._saved_switch)
-            self._saved_switch = None
 
     def _chunks(self, texts: list[str]) -> list[tuple[list[str], int]]:
         """Split one request into pieces of <= ``max_batch`` queries and <= ``max_batch_tokens``."""
@@ -218,28 +213,43 @@ class DynamicBatcher(RunnerBase):
 
     # --- worker threads ------------------------------------------------------------------------
     def _work(self) -> None:
-        """A worker: take a batch, encode it, hand the results to the loop, repeat."""
+        """A worker: take a batch, encode it, hand the answers to the loop, repeat.
+
+        When the next batch is already queued, its token lengths are counted before the previous
+        batch's answers are handed over: the tokenizer lets go of the GIL for a moment, and once the
+        loop is busy answering, getting it back can take a whole switch interval (5 ms)."""
+        handoff: _Once | None = None  # the previous batch's answers, not handed over yet
         while True:
-            batch = self._next_batch()
+            batch = self._next_batch(block=handoff is None)
             if batch is None:
-                return
+                if handoff is None:
+                    return  # stopped
+                handoff()
+                handoff = None
+                continue
             started = time.perf_counter()
             try:
-                outcomes, secs, size, splits = self._encode_isolating([p.texts for p in batch])
+                outcomes, secs, size, splits = self._encode_isolating([p.texts for p in batch], handoff)
             except BaseException as exc:  # a bug here must not strand the batch's requests
                 outcomes, secs, size, splits = [as_failure(exc)] * len(batch), time.perf_counter() - started, 0, 0
-            try:  # one hand-off per batch; the loop settles every request of it
-                batch[0].future.get_loop().call_soon_threadsafe(
-                    self._deliver, batch, started, outcomes, secs, size, splits)
-            except RuntimeError:  # that loop is closed: nobody is waiting for these any more
-                continue
+            if handoff is not None:
+                handoff()  # no-op when the encode above already did it
+            handoff = _Once(self._hand_off, batch, started, outcomes, secs, size, splits)
 
-    def _next_batch(self) -> list[_Pending] | None:
-        """Block until there is work; ``None`` once stopped. A lone request is taken at once; with
-        ``max_wait`` and others already waiting, the batch may fill until the oldest waited that long."""
+    def _hand_off(self, batch: list[_Pending], *answers: object) -> None:
+        """One ``call_soon_threadsafe`` per batch; the loop settles every request of it."""
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits for these any more
+            batch[0].future.get_loop().call_soon_threadsafe(self._deliver, batch, *answers)
+
+    def _next_batch(self, block: bool = True) -> list[_Pending] | None:
+        """The next batch; ``None`` once stopped or, with ``block=False``, when none is ready now.
+        A lone request is taken at once; with ``max_wait`` and others already waiting, the batch
+        may fill until the oldest waited that long."""
         with self._cond:
             while not self._stop:
                 if not self._queue:
+                    if not block:
+                        return None
                     self._idle += 1
                     self._cond.wait()
                     self._idle -= 1
@@ -247,6 +257,8 @@ class DynamicBatcher(RunnerBase):
                 if self.max_wait_s > 0 and len(self._queue) > 1 and not self._full():
                     remaining = self._queue[0].enqueued + self.max_wait_s - time.perf_counter()
                     if remaining > 0:  # a batch is forming: optionally hold back for companions
+                        if not block:
+                            return None
                         self._filling += 1
                         self._cond.wait(remaining)
                         self._filling -= 1
@@ -277,11 +289,14 @@ class DynamicBatcher(RunnerBase):
             tokens += p.tokens
         return batch
 
-    def _encode_rows(self, texts: list[str]) -> np.ndarray:
-        """``texts`` -> ``(n, dim)``, in calls of similar token length when that saves padding."""
+    def _encode_rows(self, texts: list[str], before: _Once | None = None) -> np.ndarray:
+        """``texts`` -> ``(n, dim)``, in calls of similar token length when that saves padding;
+        ``before`` runs once the calls are planned, before the first one."""
         groups: list[list[int]] = []
         if self.token_lengths is not None and self.call_overhead_tokens > 0 and len(texts) > 1:
             groups = plan_groups(self.token_lengths(texts), self.call_overhead_tokens)
+        if before is not None:
+            before()
         if len(groups) <= 1:
             return check_matrix(self.encoder.encode(texts), len(texts), self.dim)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
@@ -289,9 +304,11 @@ class DynamicBatcher(RunnerBase):
             out[idx] = check_matrix(self.encoder.encode([texts[i] for i in idx]), len(idx), self.dim)
         return out
 
-    def _encode_isolating(self, groups: list[list[str]]) -> tuple[list[_Outcome], float, int, int]:
+    def _encode_isolating(self, groups: list[list[str]], before: _Once | None = None
+                          ) -> tuple[list[_Outcome], float, int, int]:
         """Encode the texts of all ``groups`` (requests) together; if that fails, split the groups
         in halves and retry each, so a failure ends up only with the request that causes it.
+        ``before`` runs once, before the first encoder call.
 
         Returns ``(per-group matrix or exception, seconds, unique texts encoded, splits)``.
         Runs in a worker thread.
@@ -308,7 +325,7 @@ class DynamicBatcher(RunnerBase):
             else:
                 unique = list(dict.fromkeys(t for i in idx for t in groups[i]))  # identical queries: one row
             try:
-                matrix = self._encode_rows(unique)
+                matrix = self._encode_rows(unique, before)
             except Exception as exc:
                 if len(idx) == 1:
                     results[idx[0]] = as_failure(exc)
@@ -366,11 +383,13 @@ def make_runner(
     workers: int = 1,
     metrics: ServiceMetrics | None = None,
     token_count: Callable[[str], int] | None = None,
+    call_overhead_tokens: float = DEFAULT_CALL_OVERHEAD_TOKENS,
 ) -> DynamicBatcher | UnbatchedRunner:
     """The batcher, or the unbatched baseline when ``batching`` is false (same queue bound)."""
     if batching:
         return DynamicBatcher(
             encoder, max_batch=max_batch, max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms,
             max_queue=max_queue, workers=workers, metrics=metrics, token_count=token_count,
+            call_overhead_tokens=call_overhead_tokens,
         )
     return UnbatchedRunner(encoder, workers=workers, max_queue=max_queue, metrics=metrics)

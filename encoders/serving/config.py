@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from encoders.runtime.pin_feedback import PinFeedback
+from encoders.serving.length_groups import DEFAULT_CALL_OVERHEAD_TOKENS
 
 
 class ServeConfigError(ValueError):
@@ -42,10 +43,11 @@ class ServeConfig:
         repo: Feast repository whose ``feature_store.yaml`` names the Redis online store.
         max_batch: most queries per encoder call.
         max_batch_tokens: most estimated tokens per encoder call (summed over its queries).
-        max_wait_ms: how long a batch waits for companions while the encoder is idle (ms; 0 = none).
+        max_wait_ms: how long a forming batch (two or more waiting) may fill while a worker is idle (ms).
         max_queue: most queries waiting for the encoder; more are answered 503 (backpressure).
         threads: onnxruntime intra-op threads per session.
         workers: encoder worker threads; one batch in flight per worker.
+        call_overhead_tokens: a call's fixed cost in tokens; batches are cut into calls of similar length.
         batching: ``False`` encodes each request on its own (the baseline the batcher beats).
         max_queries: most queries accepted in one request.
         max_query_chars: longest accepted query, in characters, before normalisation.
@@ -75,13 +77,17 @@ class ServeConfig:
         16384, "most estimated tokens per encoder call, summed over its queries, like TEI's "
         "--max-batch-tokens (default %(default)s)")
     max_wait_ms: float = option(
-        0.0, "how long a batch waits for companions when the encoder is idle (default %(default)s: run "
-        "at once; while the encoder is busy queued requests accumulate anyway)")
+        0.0, "when several requests already wait for an idle encoder, how long the batch may fill, counted "
+        "from its oldest request (default %(default)s); a lone request never waits, and while the encoder "
+        "is busy requests accumulate anyway")
     max_queue: int = option(
         2048, "most queries waiting for the encoder; beyond it requests get 503 with Retry-After "
         "(default %(default)s)")
     threads: int = option(2, "onnxruntime intra-op threads (default %(default)s)")
     workers: int = option(1, "encoder threads, one batch in flight each (default %(default)s)")
+    call_overhead_tokens: float = option(
+        DEFAULT_CALL_OVERHEAD_TOKENS, "fixed cost of one encoder call in tokens of work, used to cut each batch into calls of "
+        "similar token length (default %(default)s; 0 = one call per batch)")
     batching: bool = option(True, "encode each request on its own (baseline)", flag="--no-batching")
     max_queries: int = option(256, "most queries per request (default %(default)s)")
     max_query_chars: int = option(1024, "longest query in characters, before normalisation (default %(default)s)")
@@ -116,6 +122,7 @@ class ServeConfig:
             "max_wait_ms": self.max_wait_ms >= 0,
             "threads": self.threads >= 1,
             "workers": self.workers >= 1,
+            "call_overhead_tokens": self.call_overhead_tokens >= 0,
             "max_queries": self.max_queries >= 1,
             "max_query_chars": self.max_query_chars >= 1,
             "max_body_bytes": self.max_body_bytes >= 64,

@@ -99,6 +99,7 @@ def build_service(
     return EmbeddingService(
         enc, st, batching=config.batching, max_batch=config.max_batch, max_batch_tokens=config.max_batch_tokens,
         max_wait_ms=config.max_wait_ms, max_queue=config.max_queue, workers=config.workers,
+        call_overhead_tokens=config.call_overhead_tokens,
         store_timeout_s=config.store_timeout_ms / 1000.0, retry_initial_s=config.retry_initial_s,
         retry_max_s=config.retry_max_s, write_back=write_back, shutdown_timeout_s=config.shutdown_timeout_s,
         token_count=_token_counter(enc),

@@ -14,6 +14,7 @@ from encoders.runtime.encoder import Encoder
 from encoders.runtime.model_version import ModelVersion
 from encoders.serving.batcher import DynamicBatcher, UnbatchedRunner, make_runner
 from encoders.serving.cache import STATE_DOWN, CacheThrough
+from encoders.serving.length_groups import DEFAULT_CALL_OVERHEAD_TOKENS
 from encoders.serving.metrics import ServiceMetrics
 from encoders.serving.protocols import QueryVectorStore
 
@@ -33,8 +34,8 @@ class EmbeddingService:
     Args:
         encoder: the query encoder (``BundleEncoder`` in production).
         store: the online-store fast path or ``None``.
-        batching / max_batch / max_batch_tokens / max_wait_ms / max_queue / workers / token_count:
-            see :class:`DynamicBatcher`.
+        batching / max_batch / max_batch_tokens / max_wait_ms / max_queue / workers / token_count /
+            call_overhead_tokens: see :class:`DynamicBatcher`.
         store_timeout_s, retry_initial_s, retry_max_s, write_back, shutdown_timeout_s: see
             :class:`CacheThrough`.
     """
@@ -56,6 +57,7 @@ class EmbeddingService:
         write_back: bool = True,
         shutdown_timeout_s: float = 5.0,
         token_count: Callable[[str], int] | None = None,
+        call_overhead_tokens: float = DEFAULT_CALL_OVERHEAD_TOKENS,
         info: dict[str, object] | None = None,
     ) -> None:
         self.encoder = encoder
@@ -67,7 +69,7 @@ class EmbeddingService:
         self.runner: DynamicBatcher | UnbatchedRunner = make_runner(
             encoder, batching=batching, max_batch=max_batch, max_batch_tokens=max_batch_tokens,
             max_wait_ms=max_wait_ms, max_queue=max_queue, workers=workers, metrics=self.metrics,
-            token_count=token_count,
+            token_count=token_count, call_overhead_tokens=call_overhead_tokens,
         )
         self.cache = CacheThrough(
             store, dim=self.dim, model_version=self.version, metrics=self.metrics,
