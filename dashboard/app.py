@@ -1,7 +1,7 @@
 """Streamlit entry script: ``streamlit run dashboard/app.py`` (use ``searchsage dashboard``).
 
 Settings come from env vars (:mod:`dashboard.settings`). Pages: Experiments, Experiment detail,
-Relevance, Embedding explorer, Model card (``st.navigation`` multipage).
+Relevance, Embedding explorer, Model card, Homefeed (``st.navigation`` multipage).
 """
 
 from __future__ import annotations
@@ -15,7 +15,15 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only dashboard/ on sys.pat
 
 import streamlit as st  # noqa: E402
 
-from dashboard.views import REGISTRY, experiment_detail, experiments, explorer, model_card, relevance  # noqa: E402
+from dashboard.views import (  # noqa: E402
+    REGISTRY,
+    experiment_detail,
+    experiments,
+    explorer,
+    homefeed,
+    model_card,
+    relevance,
+)
 
 
 def main() -> None:
@@ -27,6 +35,7 @@ def main() -> None:
         "relevance": st.Page(relevance.render, title="Relevance", icon=":material/target:", url_path="relevance"),
         "explorer": st.Page(explorer.render, title="Embedding explorer", icon=":material/explore:", url_path="explorer"),
         "model_card": st.Page(model_card.render, title="Model card", icon=":material/badge:", url_path="model-card"),
+        "homefeed": st.Page(homefeed.render, title="Homefeed", icon=":material/home:", url_path="homefeed"),
     }
     REGISTRY.clear()
     REGISTRY.update(pages)

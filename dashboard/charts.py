@@ -181,6 +181,18 @@ def recall_chart(report: dict) -> alt.Chart:
     ).properties(width=180, height=220)
 
 
+def homefeed_recall_chart(table: pd.DataFrame) -> alt.Chart:
+    """Grouped bars of :func:`dashboard.tables.homefeed_recall_table` (one column per k)."""
+    rows = table.melt(id_vars="system", var_name="k", value_name="recall")
+    ks = [c for c in table.columns if c != "system"]
+    return alt.Chart(rows).mark_bar().encode(
+        x=alt.X("system:N", title=None, sort=None, axis=alt.Axis(labelAngle=-30)),
+        y=alt.Y("recall:Q", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("system:N", sort=None), column=alt.Column("k:N", title=None, sort=ks),
+        tooltip=["system", "k", alt.Tooltip("recall:Q", format=".4f")],
+    ).properties(width=180, height=220)
+
+
 def hits_chart(hits: pd.DataFrame) -> alt.Chart:
     """Horizontal bars of the explorer's nearest pins (``rank, pin_id, text, score``)."""
     df = hits.assign(label=hits["rank"].astype(str) + ". " + hits["text"].str.slice(0, 60))

@@ -1,7 +1,7 @@
 """``searchsage dashboard``: start the Streamlit app on the A/B results directory.
 
     searchsage dashboard [--results DIR] [--bundle BUNDLE] [--repo feature_repo] [--pins PINS.parquet]
-                         [--port 8501] [--host 127.0.0.1] [--headless]
+                         [--homefeed EVAL_DIR] [--port 8501] [--host 127.0.0.1] [--headless]
 
 Runs ``python -m streamlit run dashboard/app.py`` with the settings in env vars
 (:mod:`dashboard.settings`); the process stays in the foreground until interrupted.
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "dashboard", help="start the Streamlit experiment dashboard",
         description="Serve the experiment dashboard (experiments, detail, relevance, embedding explorer, model "
-        "card) on http://HOST:PORT. Missing inputs are shown as messages on the pages, not errors.",
+        "card, homefeed) on http://HOST:PORT. Missing inputs are shown as messages on the pages, not errors.",
     )
     p.add_argument("--results", type=Path, default=Path("ab_results"),
                    help="A/B results root (the --out of `searchsage abtest analyze`; default ab_results)")
@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--repo", type=Path, help="Feast repository whose Redis online store the explorer checks")
     p.add_argument("--pins", type=Path, help="pins parquet (pin_id, text[, embedding]) for the explorer's index "
                    "(default: REPO/data/pins.parquet)")
+    p.add_argument("--homefeed", type=Path, metavar="EVAL",
+                   help="homefeed evaluation for the Homefeed page: the --out directory of `searchsage homefeed "
+                   "evaluate` (or its eval_report.json)")
     p.add_argument("--port", type=_port, default=8501, help="port (default 8501)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--headless", action="store_true", help="do not open a browser")
@@ -68,8 +71,11 @@ def dashboard_env(args: argparse.Namespace, base: dict[str, str] | None = None) 
         raise CLIError(f"--repo {args.repo}: no feature_store.yaml there (expected a Feast repository)")
     if args.pins is not None and not args.pins.is_file():
         raise CLIError(f"--pins {args.pins}: no such file (expected a pins parquet: pin_id, text[, embedding])")
+    if args.homefeed is not None and not args.homefeed.exists():
+        raise CLIError(f"--homefeed {args.homefeed}: no such file or directory (expected the --out of "
+                       "`searchsage homefeed evaluate`)")
     pins = args.pins or (args.repo / "data" / "pins.parquet" if args.repo is not None else None)
-    cfg = DashboardSettings(results=args.results, bundle=args.bundle, repo=args.repo, pins=pins)
+    cfg = DashboardSettings(results=args.results, bundle=args.bundle, repo=args.repo, pins=pins, homefeed=args.homefeed)
     env = dict(os.environ if base is None else base)
     env.update(cfg.to_env())
     return env

@@ -222,6 +222,16 @@ def load_eval_report(bundle: str | Path) -> dict:
         raise DashboardDataError(str(exc)) from None
 
 
+def load_homefeed_report(path: str | Path) -> dict:
+    """A homefeed ``eval_report.json`` (or the directory holding it), from ``searchsage homefeed evaluate``."""
+    from encoders.homefeed.report import HomefeedReportError, read_report
+
+    try:
+        return read_report(path)
+    except HomefeedReportError as exc:
+        raise DashboardDataError(str(exc)) from None
+
+
 def read_manifest(bundle: str | Path, kind: str = "query") -> dict:
     """``bundle/<kind>/manifest.json`` (or ``bundle/manifest.json`` for a single tower directory)."""
     b = Path(bundle)

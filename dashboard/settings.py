@@ -11,6 +11,7 @@ ENV_RESULTS = "SEARCHSAGE_DASH_RESULTS"
 ENV_BUNDLE = "SEARCHSAGE_DASH_BUNDLE"
 ENV_REPO = "SEARCHSAGE_DASH_REPO"
 ENV_PINS = "SEARCHSAGE_DASH_PINS"
+ENV_HOMEFEED = "SEARCHSAGE_DASH_HOMEFEED"
 DEFAULT_RESULTS = "ab_results"
 
 
@@ -22,13 +23,15 @@ class DashboardSettings:
     ``bundle``: an exported bundle (``searchsage export``) for the explorer and model card;
     ``repo``: a Feast repository whose Redis online store the explorer checks (None = not configured);
     ``pins``: a pins parquet (``pin_id``, ``text``[, ``embedding``]) for the explorer's faiss index;
-    defaults to ``<repo>/data/pins.parquet`` when a repo is given.
+    defaults to ``<repo>/data/pins.parquet`` when a repo is given;
+    ``homefeed``: a homefeed ``eval_report.json`` (or the directory of ``searchsage homefeed evaluate --out``).
     """
 
     results: Path
     bundle: Path | None = None
     repo: Path | None = None
     pins: Path | None = None
+    homefeed: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DashboardSettings:
@@ -40,11 +43,13 @@ class DashboardSettings:
 
         repo = path(ENV_REPO)
         pins = path(ENV_PINS) or (repo / "data" / "pins.parquet" if repo is not None else None)
-        return cls(results=path(ENV_RESULTS) or Path(DEFAULT_RESULTS), bundle=path(ENV_BUNDLE), repo=repo, pins=pins)
+        return cls(results=path(ENV_RESULTS) or Path(DEFAULT_RESULTS), bundle=path(ENV_BUNDLE), repo=repo, pins=pins,
+                   homefeed=path(ENV_HOMEFEED))
 
     def to_env(self) -> dict[str, str]:
         """The env vars that reproduce these settings in a child process (absolute paths)."""
         out = {ENV_RESULTS: str(self.results.resolve())}
-        for name, value in ((ENV_BUNDLE, self.bundle), (ENV_REPO, self.repo), (ENV_PINS, self.pins)):
+        for name, value in ((ENV_BUNDLE, self.bundle), (ENV_REPO, self.repo), (ENV_PINS, self.pins),
+                            (ENV_HOMEFEED, self.homefeed)):
             out[name] = str(value.resolve()) if value is not None else ""
         return out

@@ -142,3 +142,41 @@ def side_by_side(control_ids: list[str], treatment_ids: list[str], texts: dict[s
 
     return pd.DataFrame({"rank": range(1, n + 1), "control": [cell(control_ids, i) for i in range(n)],
                          "treatment": [cell(treatment_ids, i) for i in range(n)]})
+
+
+# --- homefeed (an eval_report.json of `searchsage homefeed evaluate`) ------------------------------------------
+
+
+def _ci_text(ci: dict) -> str:
+    return f"{ci['diff']:+.4f} [{ci['low']:+.4f}, {ci['high']:+.4f}]"
+
+
+def homefeed_recall_table(report: dict, corpus: str, slice_: str = "overall") -> pd.DataFrame:
+    """One row per system: Recall@k of ``slice_`` (overall or an action) on ``corpus``, in report order."""
+    rows = []
+    for name, per in report["systems"].items():
+        rec = per[corpus][slice_]
+        rows.append({"system": name, **{f"Recall@{k}": round(float(rec[str(k)]), 4) for k in report["ks"]}})
+    return pd.DataFrame(rows)
+
+
+def homefeed_comparison_table(report: dict, corpus: str | None = None) -> pd.DataFrame:
+    """Tower minus each baseline / ablation (paired bootstrap 95% CI over users), one row per comparison;
+    ``Δ R@k significant`` says whether the CI of the first k excludes 0."""
+    k0 = str(report["ks"][0])
+    rows = []
+    for c in report["comparisons"]:
+        if corpus is not None and c["corpus"] != corpus:
+            continue
+        ci0 = c["ci"][k0]
+        rows.append({"tower minus": c["b"], "corpus": c["corpus"],
+                     **{f"Δ Recall@{k} [95% CI]": _ci_text(c["ci"][str(k)]) for k in report["ks"]},
+                     f"Δ R@{k0} significant": "yes" if ci0["low"] > 0 or ci0["high"] < 0 else "no"})
+    return pd.DataFrame(rows)
+
+
+def homefeed_corpus_table(report: dict) -> pd.DataFrame:
+    """The serving-corpus effect: the same system on corpus a minus corpus b, with CIs."""
+    return pd.DataFrame([{"system": c["system"], "a − b": f"{c['a']} − {c['b']}",
+                          **{f"Δ Recall@{k} [95% CI]": _ci_text(c["ci"][str(k)]) for k in report["ks"]}}
+                         for c in report["corpus_effect"]])

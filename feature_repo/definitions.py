@@ -16,6 +16,12 @@ materialisation. Relative bundle paths are taken from the directory ``feast`` wa
 ``pin_engagement`` (per-pin engagement statistics of training queries, the relevance student's
 features) is declared only when its source ``data/pin_engagement.parquet`` exists — it is written by
 ``searchsage relevance pin-stats`` — so a repository without it applies and materialises as before.
+
+``user_embedding`` (homefeed: a user's vector in the pin space) is declared likewise only when its
+source ``data/users.parquet`` exists — ``searchsage feast ingest --homefeed DIR`` writes it, with the
+events in ``data/homefeed/``. Its UDF runs the exported user tower of ``$SEARCHSAGE_USER_BUNDLE``
+(onnxruntime, no torch) on each user's events as of the row's ``event_timestamp``
+(:mod:`encoders.featurestore.user_udfs`); its vector length is the one above.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from feast.types import Array, Float32, Float64, Int64, String
 from encoders.featurestore.contract import (
     DEFAULT_DIM,
     EMBEDDING_FIELD,
+    HOMEFEED_DIR,
     MODEL_VERSION_FIELD,
     PIN_ENTITY,
     PIN_JOIN_KEY,
@@ -53,6 +60,11 @@ from encoders.featurestore.contract import (
     RANKER_QUERY_SERVICE,
     TOWER_TAG,
     TOWERS,
+    USER_ENTITY,
+    USER_JOIN_KEY,
+    USER_SERVICE,
+    USER_VIEW,
+    USERS_SOURCE,
     env_dim,
 )
 from encoders.featurestore.udfs import (
@@ -68,11 +80,17 @@ from encoders.relevance.engagement_stats import COUNT_COLUMNS, SOURCE_FILE, STAT
 warnings.filterwarnings("ignore", message=".*experimental.*", category=RuntimeWarning)
 
 
+REPO = Path(__file__).resolve().parent
+#: The homefeed view is declared once its source exists (``searchsage feast ingest --homefeed``).
+WITH_USERS = (REPO / USERS_SOURCE).is_file()
+
+
 def _declared_dim() -> int:
-    """$SEARCHSAGE_EMBEDDING_DIM, else the bundle's D, else 384; both towers must match it."""
+    """$SEARCHSAGE_EMBEDDING_DIM, else the bundle's D (the user bundle's without one), else 384; every
+    declared tower must match it."""
     declared = env_dim()
-    dims = {view: bundle_dim(kind) for view, kind in TOWERS.items()}
-    dim = declared or dims[PIN_VIEW] or dims[QUERY_VIEW] or DEFAULT_DIM
+    dims = {view: bundle_dim(kind) for view, kind in TOWERS.items() if view != USER_VIEW or WITH_USERS}
+    dim = declared or dims[PIN_VIEW] or dims[QUERY_VIEW] or dims.get(USER_VIEW) or DEFAULT_DIM
     for view, actual in dims.items():
         if actual is not None:
             check_dim(view, dim, TOWERS[view], actual)
@@ -163,7 +181,7 @@ ranker_pins = FeatureService(
 # Per-pin engagement statistics (encoders.relevance.engagement_stats): counts and a smoothed rate over
 # the engagements of training-split queries only. Declared only once its source exists, so that
 # `feast materialize` of a repository without it does not fail on a missing file.
-if (Path(__file__).resolve().parent / SOURCE_FILE).is_file():
+if (REPO / SOURCE_FILE).is_file():
     pin_engagement_source = FileSource(
         name="pin_engagement_source", path=SOURCE_FILE, timestamp_field="event_timestamp",
         description="Per-pin engagement statistics of training queries (searchsage relevance pin-stats).",
@@ -178,4 +196,29 @@ if (Path(__file__).resolve().parent / SOURCE_FILE).is_file():
     ranker_pin_engagement = FeatureService(
         name="ranker_pin_engagement", features=[pin_engagement],
         description="Candidate pins' engagement statistics for the relevance student (rows: pin_id).",
+    )
+
+# Homefeed: one vector per user, as of the source row's time, by the exported user tower (onnxruntime).
+# Declared only once its source exists, so that `feast materialize` of a repository without it does not
+# fail on a missing file. The UDF's registry source names this repository's homefeed dataset by its
+# absolute path (the UDF runs in the caller's directory, not the repository's): re-apply after moving it.
+if WITH_USERS:
+    user = Entity(name=USER_ENTITY, join_keys=[USER_JOIN_KEY], value_type=ValueType.STRING, description="User id.")
+    raw_users = FileSource(
+        name="raw_users", path=USERS_SOURCE, timestamp_field="event_timestamp",
+        description="Users to embed, each row as of its event_timestamp (their latest event when ingested).",
+    )
+    _user_udf = (f"def embed_users(df):\n    from encoders.featurestore.user_udfs import embed_user_rows as f\n"
+                 f"    return f(df, {str(REPO / HOMEFEED_DIR)!r})\n")
+    _namespace: dict = {}
+    exec(_user_udf, _namespace)  # the very function Feast rehydrates from the registry
+    user_embedding = BatchFeatureView(
+        name=USER_VIEW, entities=[user], mode="pandas", udf=_namespace["embed_users"], udf_string=_user_udf,
+        source=raw_users, schema=_schema(USER_JOIN_KEY), ttl=TTL, online=True, offline=False,
+        tags={TOWER_TAG: TOWERS[USER_VIEW]},
+        description="Homefeed user embedding in the pin space (the exported user tower, $SEARCHSAGE_USER_BUNDLE).",
+    )
+    homefeed_user = FeatureService(
+        name=USER_SERVICE, features=[user_embedding],
+        description="A user's homefeed vector and its model version (rows: user_id); search the pin index with it.",
     )

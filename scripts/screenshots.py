@@ -3,7 +3,8 @@
     .venv/bin/searchsage demo                       # writes runs/demo, prints SEARCHSAGE_REDIS=...
     SEARCHSAGE_REDIS=127.0.0.1:PORT .venv/bin/python scripts/screenshots.py --workdir runs/demo --out docs/screenshots
 
-Starts ``searchsage dashboard`` on the demo's results, bundle, feature repository and pins, opens every
+Starts ``searchsage dashboard`` on the demo's results, bundle, feature repository, pins and homefeed
+evaluation (when the demo ran homefeed), opens every
 page in headless Debian Chromium (Playwright), types ``--query`` into the embedding explorer with the
 online store connected, and writes one PNG per page. Exits non-zero when a page shows a traceback.
 """
@@ -59,10 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     cmd = [sys.executable, "-m", "encoders.cli.main", "dashboard", "--results", str(results), "--bundle",
            summary["bundle"], "--repo", summary["feature_repo"], "--pins", str(Path(summary["dataset"]) / "pins.parquet"),
            "--host", "127.0.0.1", "--port", str(args.port), "--headless"]
+    homefeed = (summary.get("homefeed") or {}).get("eval_report")
+    if homefeed:
+        cmd += ["--homefeed", str(Path(homefeed).parent)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{args.port}"
     pages = [("", "experiments", "Experiments"), (f"detail?experiment={exp}", "detail", "Verdict"),
              (f"relevance?experiment={exp}", "relevance", "Relevance"), ("model-card", "model_card", "Offline evaluation")]
+    if homefeed:
+        pages.append(("homefeed", "homefeed", "Tower minus each baseline and ablation"))
     try:
         _wait_healthy(url, proc)
         from playwright.sync_api import sync_playwright

@@ -17,7 +17,9 @@ def register(subparsers: Any) -> None:
         "(time-bounded) → evaluation vs BM25 and zero-shot → ONNX bundles → feast apply + "
         "materialize into Redis (a local redis-server is started if none answers; Feast's SQLite "
         "online store if Redis is not installed) → a ranker query → a simulated A/B test and its "
-        "analysis. Safe to re-run: finished steps are reused.",
+        "analysis; homefeed retrieval at small size over the same pins (synthetic users → user tower + ablations "
+        "→ Recall@k with paired CIs → ONNX → the user_embedding view → rank --user). Safe to re-run: finished "
+        "steps are reused.",
     )
     p.add_argument("--workdir", type=Path, default=Path("runs/demo"), help="where everything is written (default runs/demo)")
     p.add_argument("--data", type=Path, default=None,
@@ -30,6 +32,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--query", default=None, help="query for the ranker example (default: a held-out head query)")
     p.add_argument("--retrain", action="store_true", help="train again even if the work dir has a finished run")
     p.add_argument("--small", action="store_true", help="tiny sizes (500 pins, a few steps) for smoke tests")
+    p.add_argument("--no-homefeed", dest="homefeed", action="store_false",
+                   help="leave out the homefeed part (it runs only over the synthetic catalogue: not with --data CSV)")
     p.add_argument("--dashboard", action="store_true", help="open the Streamlit dashboard when done")
     p.set_defaults(func=cmd_demo)
 
@@ -46,7 +50,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cfg = DemoConfig(
         workdir=args.workdir.resolve(), data=args.data.resolve() if args.data else None, base_model=args.base_model,
         train_minutes=args.train_minutes, small=args.small, users=args.users, threads=args.threads,
-        query_for_rank=args.query, retrain=args.retrain,
+        query_for_rank=args.query, retrain=args.retrain, homefeed=args.homefeed,
     )
     try:
         summary = run_demo(cfg, searchsage=main)  # each step: the argv it prints, in-process
@@ -58,6 +62,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cmd = [sys.executable, "-m", "encoders.cli.main", "dashboard", "--results", str(summary["results"]),
                "--bundle", str(summary["bundle"]), "--repo", str(summary["feature_repo"]),
                "--pins", str(Path(str(summary["dataset"])) / "pins.parquet")]
+        homefeed = summary.get("homefeed")
+        if isinstance(homefeed, dict) and homefeed.get("eval_report"):
+            cmd += ["--homefeed", str(Path(homefeed["eval_report"]).parent)]
         env = dict(os.environ)
         if summary.get("redis"):
             env["SEARCHSAGE_REDIS"] = str(summary["redis"])

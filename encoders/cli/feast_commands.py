@@ -19,6 +19,9 @@ pins: a parquet or CSV file with pin_id and text, and optionally embedding (your
 a list column, or "[0.1, ...]" in CSV) and model_version. Pins with an embedding are materialised
 with exactly that vector; the bundle's pin tower embeds the others from text.
 queries: any file with a column of raw query text (a search log works: repeats count once).
+homefeed: a dataset directory of `searchsage homefeed generate` (or yours in that format); the
+user_embedding view appears at the next `feast apply` and is materialised by the exported user tower
+($SEARCHSAGE_USER_BUNDLE) with the `feast materialize ... --views user_embedding` printed here.
 Re-running with the same file changes nothing; changed rows get a new event time and are picked up
 by the next `feast -c REPO materialize-incremental`.
 """
@@ -54,6 +57,11 @@ def register(subparsers: Any) -> None:
     ing.add_argument("--repo", type=Path, default=Path("feature_repo"), help="Feast repository (default feature_repo)")
     ing.add_argument("--pins", type=Path, help="pins file (.parquet or .csv)")
     ing.add_argument("--queries", type=Path, help="queries file (.parquet or .csv)")
+    ing.add_argument("--homefeed", type=Path, metavar="DIR",
+                     help="a homefeed dataset directory (events.parquet, pins.parquet with embedding[, "
+                     "user_interests.parquet]; docs/homefeed.md): its events go to REPO/data/homefeed/ and one row "
+                     "per user with new events, as of their latest event, to REPO/data/users.parquet, the source "
+                     "of the user_embedding view")
     ing.add_argument("--id-column", default="pin_id", help="pin id column (default pin_id)")
     ing.add_argument("--text-column", default="text", help="pin text column (default text)")
     ing.add_argument("--embedding-column", default="embedding",
@@ -72,11 +80,16 @@ def register(subparsers: Any) -> None:
                      help="build even when an index of this version exists (after writes outside materialisation)")
     idx.set_defaults(func=cmd_feast_index)
 
-    k = subparsers.add_parser("rank", help="rank pins for a query from the Feast online store",
-                              description="Embed or fetch the query, retrieve candidate pins from a faiss HNSW "
-                              "index over pin embeddings (built once per pin-embedding version, kept in "
-                              "REPO/data/pin_index/), fetch their embeddings from Redis, score and print.")
-    k.add_argument("query", help="query text (normalised the same way as training and the feature store)")
+    k = subparsers.add_parser("rank", help="rank pins for a query (or a user's homefeed) from the Feast online store",
+                              description="Embed or fetch the query — or, with --user, fetch the user's stored "
+                              "user_embedding — retrieve candidate pins from a faiss HNSW index over pin embeddings "
+                              "(built once per pin-embedding version, kept in REPO/data/pin_index/), fetch their "
+                              "embeddings from Redis, score and print.")
+    k.add_argument("query", nargs="?", default=None,
+                   help="query text (normalised the same way as training and the feature store)")
+    k.add_argument("--user", default=None, metavar="ID",
+                   help="rank for this user's homefeed instead of a query: the vector the user tower materialised "
+                   "into the user_embedding view (an error when the user has none)")
     k.add_argument("--repo", type=Path, default=Path("feature_repo"), help="Feast repository (default feature_repo)")
     k.add_argument("--bundle", type=Path, default=None,
                    help="bundle directory for live embedding (default: $SEARCHSAGE_BUNDLE)")
@@ -170,9 +183,9 @@ def cmd_feast_ingest(args: argparse.Namespace) -> int:
     from encoders.featurestore.sources import IngestError, PinColumns, ingest_pins, ingest_queries
 
     _check_repo(args.repo)
-    if args.pins is None and args.queries is None:
-        raise _cli_error(ValueError("nothing to ingest: give --pins FILE and/or --queries FILE"))
-    reports = []
+    if args.pins is None and args.queries is None and args.homefeed is None:
+        raise _cli_error(ValueError("nothing to ingest: give --pins FILE, --queries FILE and/or --homefeed DIR"))
+    reports: list[Any] = []
     try:
         if args.pins is not None:
             cols = PinColumns(args.id_column, args.text_column, args.embedding_column, timestamp=args.timestamp_column)
@@ -180,15 +193,26 @@ def cmd_feast_ingest(args: argparse.Namespace) -> int:
         if args.queries is not None:
             reports.append(ingest_queries(args.repo, args.queries, args.query_column, args.timestamp_column,
                                           args.encoding))
+        users = None
+        if args.homefeed is not None:
+            from encoders.featurestore.user_sources import ingest_homefeed
+
+            users = ingest_homefeed(args.repo, args.homefeed)
     except (IngestError, FileNotFoundError, ValueError) as exc:
         raise _cli_error(exc) from exc
     for rep in reports:
         print(rep.summary())
-        if rep.older_than_materialised:
+        if getattr(rep, "older_than_materialised", 0):
             print(f"  note: {rep.older_than_materialised} rows are older than the last materialisation; "
                   f"`materialize-incremental` will not see them: run `feast -c {args.repo} materialize START END`")
     if any(r.new or r.changed for r in reports):
         print(f"next: feast -c {args.repo} apply && feast -c {args.repo} materialize-incremental $(date -u +%FT%T)")
+    if users is not None:
+        print(users.summary())
+        command = users.materialize_command(args.repo)
+        if command:
+            print(f"next (users, with SEARCHSAGE_USER_BUNDLE set to `searchsage homefeed export`'s output): "
+                  f"feast -c {args.repo} apply && {command}")
     return 0
 
 
@@ -216,6 +240,8 @@ def _ranker_errors() -> tuple[type[BaseException], ...]:
 def _open_ranker(repo: Path) -> Any:
     import warnings
 
+    import feast.batch_feature_view  # noqa: F401  (its import puts a filter of its own in front of ours)
+
     from encoders.ranking.ranker import Ranker
 
     warnings.filterwarnings("ignore", message="Batch feature views are experimental", category=RuntimeWarning)
@@ -226,6 +252,10 @@ def _open_ranker(repo: Path) -> Any:
 
 def cmd_rank(args: argparse.Namespace) -> int:
     _check_repo(args.repo)
+    if (args.query is None) == (args.user is None):
+        raise _cli_error(ValueError('give a query ("searchsage rank TEXT") or --user ID, not both and not neither'))
+    if args.user is not None and args.rerank is not None:
+        raise _cli_error(ValueError("--rerank grades (query, pin) pairs; it does not apply to --user"))
     if args.k < 1 or args.candidates < args.k:
         raise _cli_error(ValueError(f"need 1 <= --k <= --candidates, got k={args.k}, candidates={args.candidates}"))
     if args.bundle is not None:
@@ -240,9 +270,17 @@ def cmd_rank(args: argparse.Namespace) -> int:
             from encoders.relevance.rerank import StudentReranker
 
             reranker = StudentReranker(args.rerank, args.repo, store=ranker.store)
-        result = ranker.rank(args.query, k=args.k, candidates=args.candidates, rerank=reranker)
+        if args.user is not None:
+            result = ranker.rank_user(args.user, k=args.k, candidates=args.candidates)
+        else:
+            result = ranker.rank(args.query, k=args.k, candidates=args.candidates, rerank=reranker)
     except _ranker_errors() as exc:
         raise _cli_error(exc) from exc
+    if args.user is not None:
+        print(f"user: {result.query!r} (homefeed vector from the store, model {result.model_version})")
+        for i, hit in enumerate(result.hits, 1):
+            print(f"{i:>3}  {hit.score:8.4f}  {hit.pin_id}  {hit.text}")
+        return 0
     print(f"query: {result.query!r} (vector from {result.vector_source}, model {result.model_version})")
     if result.reranker is not None:
         print(f"reranked by student {result.reranker}; columns: rank, student grade, embedding score, pin, text")

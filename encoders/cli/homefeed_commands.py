@@ -89,7 +89,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from encoders.homefeed.synthetic import HomefeedSynthConfig, write_synthetic_homefeed
 
     config = config_from_args(HomefeedSynthConfig, args, progress=not args.no_progress)
-    paths = write_synthetic_homefeed(args.out, config)
+    try:
+        paths = write_synthetic_homefeed(args.out, config)
+    except ValueError as exc:  # --pins-from that is not this catalogue; DataValidationError naming the file
+        raise CLIError(str(exc)) from None
     print((paths.root / "homefeed_dataset.json").read_text())
     print(f"wrote {paths.root}")
     return 0

@@ -20,6 +20,8 @@ class DemoConfig:
     ``data``: ``None`` (synthetic), a Home Depot-style CSV, or a dataset directory.
     ``train_minutes``: wall-clock budget of the training step (minutes).
     ``small``: tiny sizes for tests (500 pins, a few training steps, 2k users).
+    ``homefeed``: also run homefeed retrieval at small size over the synthetic catalogue
+    (:mod:`encoders.demo.homefeed`; skipped with ``--data``).
     """
 
     workdir: Path
@@ -32,6 +34,7 @@ class DemoConfig:
     threads: int = 2
     query_for_rank: str | None = None
     retrain: bool = False
+    homefeed: bool = True
 
     @property
     def dataset_dir(self) -> Path:
@@ -58,6 +61,22 @@ class DemoConfig:
     @property
     def results_dir(self) -> Path:
         return self.workdir / "results"
+
+    @property
+    def homefeed_data(self) -> Path:
+        return self.workdir / "homefeed" / "data"
+
+    @property
+    def homefeed_run(self) -> Path:
+        return self.workdir / "homefeed" / "run"
+
+    @property
+    def homefeed_eval(self) -> Path:
+        return self.workdir / "homefeed" / "run" / "eval"
+
+    @property
+    def homefeed_bundle(self) -> Path:
+        return self.workdir / "homefeed" / "bundle"
 
 
 @dataclass

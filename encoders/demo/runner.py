@@ -27,7 +27,7 @@ from pathlib import Path
 
 from encoders.demo.online_store import choose_online_store, use_sqlite
 from encoders.demo.plan import DemoConfig, Step, build_plan
-from encoders.featurestore.contract import DIM_ENV
+from encoders.featurestore.contract import DIM_ENV, USER_BUNDLE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,7 +100,7 @@ def _pick_query(cfg: DemoConfig) -> str:
 
 
 #: Environment the in-process steps after ``feast apply`` need; set while the demo runs, then restored.
-DEMO_ENV_KEYS = ("SEARCHSAGE_BUNDLE", DIM_ENV, "SEARCHSAGE_REDIS")
+DEMO_ENV_KEYS = ("SEARCHSAGE_BUNDLE", DIM_ENV, "SEARCHSAGE_REDIS", USER_BUNDLE_ENV)
 
 
 def run_demo(cfg: DemoConfig, searchsage: SearchsageRunner | None = None) -> dict[str, object]:
@@ -121,23 +121,43 @@ def run_demo(cfg: DemoConfig, searchsage: SearchsageRunner | None = None) -> dic
 
 
 def _run_demo(cfg: DemoConfig, run_cli: SearchsageRunner) -> dict[str, object]:
+    from encoders.demo import homefeed as hf
+
     t_start = time.perf_counter()
     cfg.workdir.mkdir(parents=True, exist_ok=True)
     steps = build_plan(cfg)
-    total = len(steps) + 6
+    # homefeed runs over the synthetic catalogue: the demo's own, or a synthetic --data directory
+    with_hf = cfg.homefeed and (cfg.data is None or hf.homefeed_catalogue(cfg) is not None)
+    total = len(steps) + 6 + (hf.STEPS if with_hf else 0)
     timings: dict[str, float] = {}
     env = dict(os.environ)
-    for i, step in enumerate(steps, 1):
-        timings[step.title] = run_step(step, i, total, env, run_cli)
+    n = 0
 
-    i = len(steps) + 1
-    _say(f"\n[{i}/{total}] online store")
+    def step(s: Step, key: str | None = None) -> None:
+        nonlocal n
+        n += 1
+        timings[key or s.title] = run_step(s, n, total, env, run_cli)
+
+    for s in steps:
+        step(s)
+    catalogue = hf.homefeed_catalogue(cfg) if with_hf else None
+    with_hf = catalogue is not None
+    if catalogue is not None:
+        for s in hf.build_homefeed_plan(cfg, *catalogue):
+            step(s)
+
+    n += 1
+    _say(f"\n[{n}/{total}] online store")
     choice = choose_online_store(cfg.workdir)
     _say(f"  {choice.message}")
     _prepare_repo(cfg)
+    if with_hf:
+        step(hf.ingest_step(cfg))
     dim = json.loads((cfg.bundle_dir / "query" / "manifest.json").read_text())["dim"]
     env.update({"SEARCHSAGE_BUNDLE": str(cfg.bundle_dir), DIM_ENV: str(dim),
                 "SEARCHSAGE_ENCODER_THREADS": str(cfg.threads)})
+    if with_hf:
+        env[USER_BUNDLE_ENV] = str(cfg.homefeed_bundle)
     if choice.kind == "redis":
         env["SEARCHSAGE_REDIS"] = str(choice.connection_string)
     else:
@@ -145,19 +165,21 @@ def _run_demo(cfg: DemoConfig, run_cli: SearchsageRunner) -> dict[str, object]:
     os.environ.update({k: env[k] for k in DEMO_ENV_KEYS if k in env})
     repo = str(cfg.repo_dir)
     now = (datetime.now(timezone.utc) + timedelta(seconds=1)).isoformat()
-    for j, (title, args) in enumerate(
-        [("feast apply (entities, embedding views, live ODFV, ranker service)", ["-c", repo, "apply"]),
-         ("feast materialize-incremental: the ONNX bundle embeds new queries and pins into the online store",
-          ["-c", repo, "materialize-incremental", now])], start=i + 1):
-        timings[title] = run_step(Step(title, "feast", args), j, total, env)
+    for title, args in (("feast apply (entities, embedding views, live ODFV, ranker service)", ["-c", repo, "apply"]),
+                        ("feast materialize-incremental: the ONNX bundle embeds new queries and pins into the online "
+                         "store", ["-c", repo, "materialize-incremental", now])):
+        step(Step(title, "feast", args))
+    user = hf.pick_user(cfg) if with_hf else None
+    hf_feast = hf.feast_steps(cfg, now, user) if user is not None else []
+    if hf_feast:
+        step(hf_feast[0])
 
     query = _pick_query(cfg)
-    i += 3
-    timings["rank"] = run_step(Step(f"a ranker query: {query!r}", "searchsage",
-                                    ["rank", query, "--repo", repo, "--bundle", str(cfg.bundle_dir)]), i, total, env,
-                                run_cli)
+    step(Step(f"a ranker query: {query!r}", "searchsage", ["rank", query, "--repo", repo, "--bundle",
+                                                             str(cfg.bundle_dir)]), "rank")
+    if hf_feast:
+        step(hf_feast[1])
 
-    i += 1
     logs, results = str(cfg.logs_dir), str(cfg.results_dir)
     users = min(cfg.users, 2_000) if cfg.small else cfg.users
     sim = ["abtest", "simulate", "--data", str(cfg.dataset_dir), "--out", logs, "--users", str(users),
@@ -165,23 +187,27 @@ def _run_demo(cfg: DemoConfig, run_cli: SearchsageRunner) -> dict[str, object]:
            # humans judge every shown result of a random quarter of the queries; the stand-in relevance
            # model labels the rest, and analyze combines the two by PPI (valid only for a random sample)
            "--judged-fraction", "0.25"]
-    timings["simulate"] = run_step(Step("simulate an A/B test: BM25 (control) vs SearchSage retrieval", "searchsage", sim),
-                                   i, total, env, run_cli)
+    step(Step("simulate an A/B test: BM25 (control) vs SearchSage retrieval", "searchsage", sim), "simulate")
     shutil.rmtree(cfg.results_dir, ignore_errors=True)
-    timings["analyze"] = run_step(Step("analyse it (CUPED, delta method, Holm, SRM, relevance)", "searchsage",
-                                       ["abtest", "analyze", logs, "--control", "control", "--out", results]),
-                                  i + 1, total, env, run_cli)
+    step(Step("analyse it (CUPED, delta method, Holm, SRM, relevance)", "searchsage",
+              ["abtest", "analyze", logs, "--control", "control", "--out", results]), "analyze")
 
     elapsed = time.perf_counter() - t_start
-    summary = {
+    summary: dict[str, object] = {
         "workdir": str(cfg.workdir), "dataset": str(cfg.dataset_dir), "run": str(cfg.run_dir),
         "bundle": str(cfg.bundle_dir), "feature_repo": repo, "results": results,
         "online_store": choice.kind, "redis": choice.connection_string, "rank_query": query,
         "seconds": round(elapsed, 1), "step_seconds": {k: round(v, 1) for k, v in timings.items()},
     }
+    if with_hf:
+        summary["homefeed"] = {**hf.homefeed_summary(cfg, user),
+                               "seconds": round(sum(v for k, v in timings.items() if k.startswith(hf.PREFIX)), 1)}
+    else:
+        summary["homefeed"] = {"skipped": "--no-homefeed" if not cfg.homefeed else
+                               "homefeed runs over the synthetic catalogue (not with --data)"}
     redis_env = f"SEARCHSAGE_REDIS={choice.connection_string} " if choice.connection_string else ""
     dash = (f"{redis_env}searchsage dashboard --results {results} --bundle {cfg.bundle_dir} --repo {repo} "
-            f"--pins {cfg.dataset_dir / 'pins.parquet'}")
+            f"--pins {cfg.dataset_dir / 'pins.parquet'}" + (f" --homefeed {cfg.homefeed_eval}" if with_hf else ""))
     summary["dashboard_command"] = dash
     (cfg.workdir / "summary.json").write_text(json.dumps(summary, indent=2))
     _say(f"\nDemo finished in {elapsed / 60:.1f} min. Open the dashboard with:\n  {dash}")

@@ -7,8 +7,14 @@ relevance features) relies on.
   declared length + ``model_version``, each tagged with the bundle tower that makes it
   (:data:`TOWER_TAG`);
 * the on-demand view ``query_vector`` and the feature services ``ranker_query`` / ``ranker_pins``;
-* the embedding length: ``$SEARCHSAGE_EMBEDDING_DIM`` (:func:`env_dim`), else the bundle's D, else
-  :data:`DEFAULT_DIM` when the repository is applied; read back from a view with :func:`declared_dim`.
+* entity ``user`` (join key ``user_id``) and the batch view ``user_embedding`` (+ feature service
+  ``homefeed_user``): a user's homefeed vector in the pin space, made by the exported user tower
+  (``$SEARCHSAGE_USER_BUNDLE``, :data:`USER_BUNDLE_ENV`) from the events in :data:`HOMEFEED_DIR`, for the
+  users of :data:`USERS_SOURCE` (declared only once that source exists);
+* the embedding length, one for every view (users, queries and pins share the frozen pin space):
+  ``$SEARCHSAGE_EMBEDDING_DIM`` (:func:`env_dim`), else the bundle's D (the user bundle's when no query/pin
+  bundle is set), else :data:`DEFAULT_DIM` when the repository is applied; read back from a view with
+  :func:`declared_dim`.
 
 Pure constants and two small functions: no Feast, Redis or model import.
 """
@@ -22,12 +28,16 @@ QUERY_ENTITY = "query"
 QUERY_JOIN_KEY = "query"
 PIN_ENTITY = "pin"
 PIN_JOIN_KEY = "pin_id"
+USER_ENTITY = "user"
+USER_JOIN_KEY = "user_id"
 
 QUERY_VIEW = "query_embedding"
 PIN_VIEW = "pin_embedding"
 QUERY_VECTOR_VIEW = "query_vector"
 RANKER_QUERY_SERVICE = "ranker_query"
 RANKER_PINS_SERVICE = "ranker_pins"
+USER_VIEW = "user_embedding"
+USER_SERVICE = "homefeed_user"
 
 #: The vector field of both embedding views, and the version field beside it.
 EMBEDDING_FIELD = "embedding"
@@ -35,8 +45,18 @@ MODEL_VERSION_FIELD = "model_version"
 
 #: Feature-view tag naming the bundle tower that produces its ``embedding`` (query|pin).
 TOWER_TAG = "searchsage.tower"
-#: View name -> tower, as tagged in ``feature_repo/definitions.py``.
-TOWERS = {QUERY_VIEW: "query", PIN_VIEW: "pin"}
+#: View name -> tower, as tagged in ``feature_repo/definitions.py`` (``user``: the homefeed user bundle).
+TOWERS = {QUERY_VIEW: "query", PIN_VIEW: "pin", USER_VIEW: "user"}
+
+#: Environment variable naming the user bundle (``searchsage homefeed export``) that makes ``user_embedding``;
+#: a relative path is taken from the directory the command runs in, like ``$SEARCHSAGE_BUNDLE``.
+USER_BUNDLE_ENV = "SEARCHSAGE_USER_BUNDLE"
+#: The offline source of ``user_embedding`` (repository-relative): ``user_id``, ``event_timestamp``. A row
+#: (u, t) asks for u's vector *as of t*: u's positive events at or before t, ages measured from t.
+USERS_SOURCE = "data/users.parquet"
+#: The homefeed dataset the user UDF reads (repository-relative): ``events.parquet``, ``pins.parquet`` (the
+#: frozen vectors of the events' pins) and optional ``user_interests.parquet``, as in docs/homefeed.md.
+HOMEFEED_DIR = "data/homefeed"
 
 #: Environment variable fixing the declared embedding length.
 DIM_ENV = "SEARCHSAGE_EMBEDDING_DIM"

@@ -41,6 +41,7 @@ from encoders.featurestore.contract import (
     PIN_VIEW,
     QUERY_VIEW,
     TOWER_TAG,
+    USER_BUNDLE_ENV,
     declared_dim,
     env_dim,
 )
@@ -183,7 +184,12 @@ def get_encoder(kind: str) -> Any:
 
 
 def bundle_dim(kind: str) -> int | None:
-    """D of the bundle tower ``kind`` from its manifest (no model load); None if no bundle is set."""
+    """D of the bundle tower ``kind`` from its manifest (no model load); None if no bundle is set.
+    ``kind="user"``: the homefeed user bundle of ``$SEARCHSAGE_USER_BUNDLE`` (:mod:`.user_udfs`)."""
+    if kind == "user":
+        from encoders.featurestore.user_udfs import user_bundle_dim
+
+        return user_bundle_dim()
     if not os.environ.get(BUNDLE_ENV):
         return None
     from encoders.runtime import BundleManifest, resolve_tower_dir
@@ -193,8 +199,9 @@ def bundle_dim(kind: str) -> int | None:
 
 def check_dim(view_name: str, declared: int | None, kind: str, actual: int) -> None:
     if declared is not None and declared != actual:
+        bundle = env_path(USER_BUNDLE_ENV if kind == "user" else BUNDLE_ENV)
         raise BundleDimMismatch(
-            f"bundle {env_path(BUNDLE_ENV)} ({kind} tower) makes {actual}-d embeddings but feature view "
+            f"bundle {bundle} ({kind} tower) makes {actual}-d embeddings but feature view "
             f"{view_name!r} declares embedding vector_length={declared}; export a matching bundle or set "
             f"{DIM_ENV}={actual} and run `feast apply` again"
         )

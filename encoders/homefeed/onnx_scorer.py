@@ -53,19 +53,28 @@ class OnnxUserScorer:
         """``(B, D)`` float32 L2-normalised user vectors of one feature batch."""
         return self.session.run([OUTPUT_NAME], batch.inputs(pin_matrix))[0]
 
-    def embed_users(self, data: HomefeedData, users: np.ndarray, at: float, condition_rows: np.ndarray | None = None,
-                    batch_size: int = 2048) -> np.ndarray:
-        """``(B, D)`` vectors of ``users (B,)`` (indices into ``data.log``) as of ``at`` (days since epoch)."""
+    def embed_users(self, data: HomefeedData, users: np.ndarray, at: float | np.ndarray,
+                    condition_rows: np.ndarray | None = None, batch_size: int = 2048) -> np.ndarray:
+        """``(B, D)`` vectors of ``users (B,)`` (indices into ``data.log``) as of ``at`` (days since epoch):
+        one time for every user, or ``(B,)`` a time per request; each sees its events strictly before it."""
         log = data.log
         users = np.asarray(users, dtype=np.int64)
-        n_before = log.count_before(at)[users]
+        if np.ndim(at) == 0:
+            n_before = log.count_before(float(at))[users]
+            ref = np.full(len(users), float(at))
+        else:
+            ref = np.asarray(at, dtype=np.float64)
+            if ref.shape != users.shape:
+                raise ValueError(f"at: expected one time or {users.shape[0]} times, got shape {ref.shape}")
+            n_before = np.fromiter((np.searchsorted(log.times[log.offsets[u]:log.offsets[u + 1]], t)
+                                    for u, t in zip(users.tolist(), ref.tolist(), strict=True)),
+                                   dtype=np.int64, count=len(users))
         user_rows = self.user_vocab.rows(log.user_ids)
         bags = data.bags(self.interest_vocab)
         out = np.empty((len(users), self.dim), dtype=np.float32)
         for s in range(0, len(users), batch_size):
             sl = slice(s, s + batch_size)
             cond = None if condition_rows is None else condition_rows[sl]
-            batch = build_batch(log, users[sl], n_before[sl], np.full(len(users[sl]), at), self.history,
-                                user_rows, bags, cond)
+            batch = build_batch(log, users[sl], n_before[sl], ref[sl], self.history, user_rows, bags, cond)
             out[sl] = self.embed_batch(batch, data.pin_matrix)
         return out

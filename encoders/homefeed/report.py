@@ -8,6 +8,14 @@ from typing import Any
 
 REPORT_JSON = "eval_report.json"
 REPORT_MD = "eval_report.md"
+REPORT_HINT = "written by `searchsage homefeed evaluate --out DIR`"
+#: Keys every reader of the report relies on, with their JSON types.
+REQUIRED = {"model_version": str, "ks": list, "users": int, "pairs": dict, "corpora": dict, "systems": dict,
+            "comparisons": list, "corpus_effect": list}
+
+
+class HomefeedReportError(ValueError):
+    """An ``eval_report.json`` of homefeed is missing or malformed; the message names the file and the fix."""
 
 
 def _ci(ci: dict[str, float]) -> str:
@@ -71,3 +79,23 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> tuple[Path, Pat
     (out / REPORT_JSON).write_text(json.dumps(ready, indent=2))
     (out / REPORT_MD).write_text(render_markdown(ready))
     return out / REPORT_JSON, out / REPORT_MD
+
+
+def read_report(path: str | Path) -> dict[str, Any]:
+    """The report at ``path`` (``eval_report.json``, or the directory holding it), its keys checked
+    (:data:`REQUIRED`; every system has every corpus of ``corpora``); :class:`HomefeedReportError` otherwise."""
+    from encoders.json_files import read_json_object
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / REPORT_JSON
+    report = read_json_object(p, REPORT_HINT, HomefeedReportError)
+    for key, typ in REQUIRED.items():
+        if not isinstance(report.get(key), typ):
+            raise HomefeedReportError(f"{p}: key {key!r} missing or not a {typ.__name__} — not a homefeed "
+                                      f"evaluation report ({REPORT_HINT})")
+    for name, per in report["systems"].items():
+        missing = sorted(set(report["corpora"]) - set(per))
+        if missing:
+            raise HomefeedReportError(f"{p}: system {name!r} has no recall for corpus {missing[0]!r} ({REPORT_HINT})")
+    return report

@@ -69,6 +69,10 @@ class HomefeedSynthConfig:
         "~200 pins/s on 2 cores, cached), 'structured' = a cheap deterministic embedding built from the "
         "pin's category, type, attribute and brand (tests, scale checks; default {default})"})
     structured_dim: int = field(default=64, metadata={"help": "D of the structured embeddings (default {default})"})
+    pins_from: str | None = field(default=None, metadata={
+        "metavar": "DIR", "help": "take pins.parquet (with its frozen embedding) from this dataset directory instead "
+        "of embedding the titles: a `searchsage data synth` catalogue of the same --n-pins and --seed (the demo "
+        "runs homefeed over its own pins this way; --pin-embeddings is then unused)"})
     journey_days: float = field(default=12.0, metadata={"help": "mean journey length in days (default {default})"})
     journey_gap_days: float = field(default=8.0, metadata={
         "help": "mean gap between journeys in days (default {default})"})

@@ -11,6 +11,8 @@ Two frozen pin spaces:
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -64,8 +66,30 @@ def structured_embeddings(catalogue: Catalogue, dim: int, seed: int) -> np.ndarr
     return v.astype(np.float32)
 
 
+def copy_catalogue_pins(paths: HomefeedPaths, catalogue: Catalogue, source_dir: Path) -> None:
+    """Copy ``source_dir/pins.parquet`` (and ``pin_tower.json``) when it is this catalogue with a frozen embedding."""
+    from encoders.data.schema import read_table
+
+    src = Path(source_dir) / "pins.parquet"
+    pins = read_table(src, PINS)
+    if "embedding" not in pins.column_names:
+        raise ValueError(f"--pins-from {source_dir}: {src} has no embedding column (run `searchsage pins embed` first)")
+    if (pins.column("pin_id").to_pylist() != catalogue.pin_ids or pins.column("text").to_pylist() != catalogue.titles):
+        raise ValueError(f"--pins-from {source_dir}: its {pins.num_rows} pins are not the synthetic catalogue of "
+                         f"--n-pins {len(catalogue.pin_ids)} and this --seed; generate with the --n-pins and --seed "
+                         "of the `searchsage data synth` that wrote them")
+    write_table(pins.select(["pin_id", "text", "embedding"]), paths.pins, PINS)
+    tower = Path(source_dir) / PIN_TOWER_FILE
+    if tower.is_file():
+        shutil.copyfile(tower, paths.root / PIN_TOWER_FILE)
+
+
 def write_homefeed_pins(paths: HomefeedPaths, catalogue: Catalogue, config: HomefeedSynthConfig) -> None:
-    """Write ``pins.parquet`` with the ``embedding`` column of ``config.pin_embeddings`` (+ ``pin_tower.json``)."""
+    """Write ``pins.parquet`` with the ``embedding`` column of ``config.pin_embeddings`` (+ ``pin_tower.json``),
+    or the one of ``config.pins_from``."""
+    if config.pins_from is not None:
+        copy_catalogue_pins(paths, catalogue, Path(config.pins_from))
+        return
     pins = pa.table({"pin_id": pa.array(catalogue.pin_ids, pa.string()),
                      "text": pa.array(catalogue.titles, pa.string())})
     if config.pin_embeddings == "minilm":

@@ -16,6 +16,10 @@
    by that grade; each hit keeps both scores. The relevance student's reranker
    (:class:`encoders.relevance.rerank.StudentReranker`) lives with the relevance model, above this
    package: the feature store knows only the :class:`Reranker` shape.
+
+:meth:`Ranker.rank_user` is the homefeed counterpart: step 1 is the user's stored ``user_embedding``
+(materialised by the exported user tower; never computed here), steps 2–3 are the same pin index and
+re-score. A user without a stored vector is a :class:`LookupError` naming what to run.
 """
 
 from __future__ import annotations
@@ -26,7 +30,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from encoders.featurestore.contract import PIN_VIEW, QUERY_VECTOR_VIEW, QUERY_VIEW, declared_dim
+from encoders.featurestore.contract import (
+    PIN_VIEW,
+    QUERY_VECTOR_VIEW,
+    QUERY_VIEW,
+    USER_JOIN_KEY,
+    USER_VIEW,
+    USERS_SOURCE,
+    declared_dim,
+)
 from encoders.featurestore.sources import PINS_FILE
 from encoders.ranking.pin_index import PinIndex, load_or_build, pin_embedding_version
 from encoders.redis_records.embeddings import EmbeddingStore
@@ -130,6 +142,7 @@ class Ranker:
                                                    client=self.pins.client)
                         if isinstance(self.pins, EmbeddingStore) else None)
         self._index: PinIndex | None = None
+        self._users: Any = None
 
     def index(self, rebuild: bool = False) -> PinIndex:
         """The ANN index of the current pin-embedding version (loaded or built once per version)."""
@@ -162,20 +175,58 @@ class Ranker:
             raise ValueError(f"query vector is {vec.shape[0]}-d but pin embeddings are {self.dim}-d")
         return vec, source, version
 
+    def _candidates(self, vec: np.ndarray, candidates: int) -> tuple[list[str], np.ndarray, dict[str, str]]:
+        """HNSW candidates of ``vec``, their current online scores (``-inf`` when gone) and the pin texts."""
+        index = self.index()
+        cand_ids = index.search(vec, candidates)
+        cand_vecs, found = self.pins.fetch(cand_ids)  # current values from the online store
+        scores = cand_vecs @ vec
+        scores[~found] = -np.inf
+        return cand_ids, scores, index.texts
+
+    @staticmethod
+    def _top(cand_ids: list[str], scores: np.ndarray, texts: dict[str, str], k: int) -> list[Hit]:
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [Hit(cand_ids[i], float(scores[i]), texts.get(cand_ids[i], "")) for i in order if np.isfinite(scores[i])]
+
     def rank(self, query: str, k: int = 10, candidates: int = 100, rerank: Reranker | None = None) -> RankResult:
         """Top-``k`` pins for ``query``; ``rerank``: a :class:`Reranker` whose grade then orders the
         candidates instead of the embedding score."""
         qvec, source, version = self.query_vector(query)
-        index = self.index()
-        cand_ids = index.search(qvec, candidates)
-        cand_vecs, found = self.pins.fetch(cand_ids)  # current values from the online store
-        scores = cand_vecs @ qvec
-        scores[~found] = -np.inf
+        cand_ids, scores, texts = self._candidates(qvec, candidates)
         if rerank is None:
-            order = np.argsort(-scores)[:k]
-            hits = [Hit(cand_ids[i], float(scores[i]), index.texts.get(cand_ids[i], "")) for i in order if found[i]]
-            return RankResult(query, source, version, hits)
-        return _rerank(rerank, query, k, RankResult(query, source, version), cand_ids, scores, index.texts)
+            return RankResult(query, source, version, self._top(cand_ids, scores, texts, k))
+        return _rerank(rerank, query, k, RankResult(query, source, version), cand_ids, scores, texts)
+
+    def user_vector(self, user_id: str) -> tuple[np.ndarray, str]:
+        """The ``(D,)`` float32 stored ``user_embedding`` of ``user_id`` and its model version."""
+        from feast.errors import FeatureViewNotFoundException
+
+        try:
+            view = self.store.get_feature_view(USER_VIEW)
+        except FeatureViewNotFoundException:
+            raise LookupError(
+                f"{self.repo} has no {USER_VIEW!r} view: add a homefeed dataset with `searchsage feast ingest "
+                f"--repo {self.repo} --homefeed DIR`, then `feast -c {self.repo} apply` and materialise it") from None
+        if self._users is None:
+            self._users = embedding_reader(self.store, USER_VIEW, declared_dim(view) or self.dim)
+        matrix, found, versions = self._users.fetch_with_versions([str(user_id)])
+        if not found[0]:
+            known = (self.repo / USERS_SOURCE).is_file()
+            raise LookupError(
+                f"user {user_id!r} has no stored vector in {USER_VIEW!r}"
+                + (f" ({USER_JOIN_KEY} not materialised: is it in {self.repo / USERS_SOURCE}? run the `feast "
+                   f"materialize ... --views {USER_VIEW}` that `searchsage feast ingest --homefeed` printed)"
+                   if known else ""))
+        if matrix.shape[1] != self.dim:
+            raise ValueError(f"user vector is {matrix.shape[1]}-d but pin embeddings are {self.dim}-d")
+        return matrix[0], str(versions[0])
+
+    def rank_user(self, user_id: str, k: int = 10, candidates: int = 100) -> RankResult:
+        """Top-``k`` pins for ``user_id``'s stored homefeed vector (the same index and re-score as :meth:`rank`)."""
+        vec, version = self.user_vector(user_id)
+        cand_ids, scores, texts = self._candidates(vec, candidates)
+        return RankResult(str(user_id), "store", version, self._top(cand_ids, scores, texts, k))
 
 
 def rank_query(repo: str | Path, query: str, k: int = 10, candidates: int = 100,

@@ -3,7 +3,8 @@
 Everything is produced by the project's own pipeline at small size: a synthetic dataset
 (``small`` preset), the tiny untrained tower of ``tiny_onnx_bundle`` (pins embedded by its pin
 tower), ``searchsage evaluate`` for the model card, and ``searchsage abtest simulate`` +
-``searchsage abtest analyze`` for two experiments — one healthy, one with an injected SRM.
+``searchsage abtest analyze`` for two experiments — one healthy, one with an injected SRM — and a homefeed
+evaluation (``searchsage homefeed generate|train --ablations|evaluate`` at tiny size) for the Homefeed page.
 """
 
 from __future__ import annotations
@@ -49,4 +50,12 @@ def dash_env(tiny_bert_dir: Path, tiny_onnx_bundle: Path, tmp_path_factory: pyte
     run_cli("abtest", "simulate", "--data", str(data), "--out", str(logs[SRM]), "--users", "1500", "--days", "4",
          "--pre-days", "2", "--srm", "0.15", "--experiment", SRM, "--seed", "1")
     run_cli("abtest", "analyze", str(logs[SRM]), "--control", "control", "--out", str(results), "--allow-srm")
-    return DashEnv(data=data, run=run, bundle=bundle, results=results, logs=logs)
+    hf = root / "homefeed"
+    run_cli("homefeed", "generate", "--out", str(hf / "data"), "--n-users", "150", "--n-pins", "400", "--days", "40",
+            "--events-per-user", "25", "--pin-embeddings", "structured", "--structured-dim", "16", "--no-progress")
+    run_cli("homefeed", "train", "--data", str(hf / "data"), "--out", str(hf / "run"), "--ablations", "--eval-days", "8",
+            "--history", "8", "--hidden", "32", "--id-dim", "16", "--batch-size", "64", "--random-negatives", "64",
+            "--max-steps", "10", "--threads", "1", "--no-progress")
+    run_cli("homefeed", "evaluate", "--data", str(hf / "data"), "--run", str(hf / "run"), "--out", str(hf / "eval"),
+            "--bootstrap-reps", "100", "--threads", "1", "--no-progress")
+    return DashEnv(data=data, run=run, bundle=bundle, results=results, logs=logs, homefeed=hf / "eval")

@@ -17,6 +17,7 @@ class DashEnv:
     bundle: Path
     results: Path
     logs: dict[str, Path]
+    homefeed: Path  # the --out of `searchsage homefeed evaluate` (eval_report.json)
 
     @property
     def pins(self) -> Path:
@@ -25,7 +26,8 @@ class DashEnv:
     def env(self, **extra: str) -> dict[str, str]:
         """Dashboard env vars for these inputs (see ``dashboard.settings``)."""
         base = {"SEARCHSAGE_DASH_RESULTS": str(self.results), "SEARCHSAGE_DASH_BUNDLE": str(self.bundle),
-                "SEARCHSAGE_DASH_PINS": str(self.pins), "SEARCHSAGE_DASH_REPO": ""}
+                "SEARCHSAGE_DASH_PINS": str(self.pins), "SEARCHSAGE_DASH_REPO": "",
+                "SEARCHSAGE_DASH_HOMEFEED": str(self.homefeed)}
         return {**base, **extra}
 
 

@@ -32,6 +32,7 @@ PAGES = [
     (f"detail?experiment={HEALTHY}", "SRM check passed", "detail", True),
     (f"relevance?experiment={HEALTHY}", "Queries won most", "relevance", True),
     ("model-card", "Offline evaluation", "model_card", True),
+    ("homefeed", "Tower minus each baseline and ablation", "homefeed", True),
     ("explorer", "Type a query", "explorer_empty", False),
 ]
 
@@ -42,7 +43,8 @@ def server(dash_env: DashEnv, tmp_path_factory: pytest.TempPathFactory) -> Itera
     log = tmp_path_factory.mktemp("dash-server") / "server.log"
     env = {**os.environ, "SEARCHSAGE_REDIS": ""}
     cmd = [sys.executable, "-m", "encoders.cli.main", "dashboard", "--results", str(dash_env.results),
-           "--bundle", str(dash_env.bundle), "--pins", str(dash_env.pins), "--host", "127.0.0.1",
+           "--bundle", str(dash_env.bundle), "--pins", str(dash_env.pins), "--homefeed", str(dash_env.homefeed),
+           "--host", "127.0.0.1",
            "--port", str(port), "--headless"]
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

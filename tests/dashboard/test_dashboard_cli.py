@@ -21,7 +21,7 @@ def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
         main(["dashboard", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--results", "--bundle", "--repo", "--pins", "--port", "--host", "--headless"):
+    for flag in ("--results", "--bundle", "--repo", "--pins", "--homefeed", "--port", "--host", "--headless"):
         assert flag in out
 
 
@@ -30,6 +30,8 @@ def test_bad_paths_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFix
     assert "--bundle" in capsys.readouterr().err
     assert main(["dashboard", "--repo", str(tmp_path), "--headless"]) == 2
     assert "no feature_store.yaml" in capsys.readouterr().err
+    assert main(["dashboard", "--homefeed", str(tmp_path / "nope"), "--headless"]) == 2
+    assert "--homefeed" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["dashboard", "--port", "70000"])
     assert "expected a TCP port in 1..65535" in capsys.readouterr().err

@@ -231,3 +231,40 @@ def test_detail_shows_bayesian_engine_and_adjusted_cis(dash_env: DashEnv, tmp_pa
     plain = page("experiment_detail", monkeypatch, dash_env.env())
     assert "P(beat control)" not in plain.dataframe[0].value.columns
     assert "Δ rel [adj. CI]" in plain.dataframe[0].value.columns
+
+
+def test_homefeed_page_shows_recall_and_the_paired_cis(dash_env: DashEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = page("homefeed", monkeypatch, dash_env.env())
+    assert not at.exception and not texts(at, "error") and not texts(at, "warning")
+    report = json.loads((dash_env.homefeed / "eval_report.json").read_text())
+    recall = at.dataframe[0].value.set_index("system")
+    assert list(recall.index) == list(report["systems"]) and {"tower", "no_id_embeddings", "no_feature_crossing",
+                                                              "mean_recent", "popularity"} <= set(recall.index)
+    assert recall.loc["tower", "Recall@10"] == round(report["systems"]["tower"]["all"]["overall"]["10"], 4)
+    paired = at.dataframe[1].value.set_index("tower minus")
+    want = next(c for c in report["comparisons"] if c["b"] == "no_id_embeddings" and c["corpus"] == "all")
+    ci = want["ci"]["10"]
+    assert paired.loc["no_id_embeddings", "Δ Recall@10 [95% CI]"] == (
+        f"{ci['diff']:+.4f} [{ci['low']:+.4f}, {ci['high']:+.4f}]")
+    assert set(paired["corpus"]) == {"all"} and "mean_recent" in paired.index
+    # another corpus and an action slice: the numbers follow the choice
+    at.selectbox(key="hf_corpus").select("decayed").run()
+    at.selectbox(key="hf_slice").select("save").run()
+    assert not at.exception
+    rec = at.dataframe[0].value.set_index("system")
+    assert rec.loc["mean_recent", "Recall@50"] == round(report["systems"]["mean_recent"]["decayed"]["save"]["50"], 4)
+    assert set(at.dataframe[1].value["corpus"]) == {"decayed"}
+
+
+def test_homefeed_page_without_or_with_a_bad_report(dash_env: DashEnv, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    at = page("homefeed", monkeypatch, dash_env.env(SEARCHSAGE_DASH_HOMEFEED=""))
+    assert not at.exception and any("No homefeed evaluation configured" in w for w in texts(at, "warning"))
+    bad = tmp_path / "eval"
+    bad.mkdir()
+    (bad / "eval_report.json").write_text('{"model_version": "x"}')
+    at = page("homefeed", monkeypatch, dash_env.env(SEARCHSAGE_DASH_HOMEFEED=str(bad)))
+    assert not at.exception and any("key 'ks' missing" in e and "searchsage homefeed evaluate" in e
+                                    for e in texts(at, "error"))
+    at = page("homefeed", monkeypatch, dash_env.env(SEARCHSAGE_DASH_HOMEFEED=str(tmp_path / "absent")))
+    assert not at.exception and any("not found" in e for e in texts(at, "error"))

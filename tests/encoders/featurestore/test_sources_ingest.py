@@ -119,6 +119,6 @@ def test_cli_prints_a_summary_and_one_line_errors(repo: Path, tmp_path: Path, ca
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"file {tmp_path / 'q.csv'}: no column 'query'" in err
     assert main(["feast", "ingest", "--repo", str(repo)]) == 2
-    assert "give --pins FILE and/or --queries FILE" in capsys.readouterr().err
+    assert "give --pins FILE, --queries FILE and/or --homefeed DIR" in capsys.readouterr().err
     assert main(["feast", "ingest", "--repo", str(repo), "--pins", str(tmp_path / "x.json")]) == 2
     assert "no such file" in capsys.readouterr().err
