@@ -98,6 +98,12 @@ def _connect(cfg: AggregateConfig, out_dir: Path):
 
 def _pick_experiment(con, logs_dir: Path, wanted: str | None) -> str:
     names = [r[0] for r in con.execute(f"SELECT DISTINCT experiment FROM {scan_sql(logs_dir, EXPOSURES)}").fetchall()]
+    return choose_experiment(names, logs_dir, wanted)
+
+
+def choose_experiment(names: list[str], logs_dir: Path, wanted: str | None) -> str:
+    """``wanted`` when it is among the exposures' experiment ``names``, else the only one present;
+    a :class:`LogValidationError` naming the exposures otherwise (both engines)."""
     if wanted is not None:
         if wanted not in names:
             raise LogValidationError(

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from abtest.aggregate import AggregateConfig, AggregateResult, read_custom_segments
+from abtest.aggregate import AggregateConfig, AggregateResult, choose_experiment, read_custom_segments
 from abtest.event_counts import (
     DAY_US,
     USER_DAYS_SCHEMA,
@@ -44,7 +44,7 @@ from abtest.event_counts import (
     query_segments,
     ts_micros,
 )
-from abtest.logs import CLICKS, EXPOSURES, IMPRESSIONS, SEARCHES, LogValidationError, table_files
+from abtest.logs import CLICKS, EXPOSURES, IMPRESSIONS, SEARCHES, table_files
 from abtest.string_codes import StringCodes
 
 BATCH_ROWS = 1 << 20
@@ -116,19 +116,7 @@ def _read_exposures(logs_dir: Path) -> pa.Table:
 def pick_experiment(expo: pa.Table, logs_dir: Path, wanted: str | None) -> str:
     """The experiment to aggregate (same rules and messages as the SQL engine)."""
     names = [n for n in pc.unique(expo["experiment"]).to_pylist() if n is not None]
-    if wanted is not None:
-        if wanted not in names:
-            raise LogValidationError(
-                logs_dir / "exposures", f"experiment {wanted!r} not found; experiments present: {sorted(names)}",
-                column="experiment",
-            )
-        return wanted
-    if len(names) != 1:
-        raise LogValidationError(
-            logs_dir / "exposures", f"{len(names)} experiments present {sorted(names)}; choose one with --experiment",
-            column="experiment",
-        )
-    return names[0]
+    return choose_experiment(names, logs_dir, wanted)
 
 
 def experiment_users(expo: pa.Table, experiment: str) -> ExposureUsers:
