@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     for pipeline in PIPELINES:
         small, large = (r["pipeline_rss_mb"] for r in rows if r["pipeline"] == pipeline)
         growth[pipeline] = round(large / max(small, 0.1), 2)
-    report = {"config": {k: v for k, v in vars(args).items() if k not in ("child", "data")}, "runs": rows,
+    report = {"config": {k: v for k, v in vars(args).items() if k not in ("child", "data", "out")}, "runs": rows,
               "growth_ratio": growth}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
