@@ -96,7 +96,7 @@ def distill_loss(q: torch.Tensor, pins: torch.Tensor, temperature: torch.Tensor 
     """Mean over the targets' queries of ``KL(teacher || softmax(q · p / τ))`` over each query's
     labelled pins: ``q (B, D)`` query embeddings, ``pins (P, D)`` the frozen pin matrix."""
     x = q[targets.rows.to(q.device)]  # (Q, D)
-    cand = pins[targets.candidates].to(device=q.device, dtype=q.dtype)  # (Q, C, D)
+    cand = pins[targets.candidates.to(pins.device)].to(device=q.device, dtype=q.dtype)  # (Q, C, D)
     valid = targets.valid.to(q.device)
     logits = torch.einsum("qd,qcd->qc", x, cand) / temperature
     log_student = nn.functional.log_softmax(logits.masked_fill(~valid, float("-inf")), dim=1).masked_fill(~valid, 0.0)

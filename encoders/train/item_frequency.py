@@ -156,10 +156,10 @@ class LogQ:
         catalogue is among the extra columns. Columns gathered from several processes work the same:
         pass the concatenated ids and masks and the summed ``n_random``."""
         b = int(pos_ids.shape[0])
-        real = np.arange(b) < real_rows if isinstance(real_rows, int) else real_rows.numpy().astype(bool)
+        real = np.arange(b) < real_rows if isinstance(real_rows, int) else real_rows.cpu().numpy().astype(bool)
         n_real = int(real.sum())
         n_uniform = (b - n_real) + n_random
-        ids = pos_ids.numpy()
+        ids = pos_ids.cpu().numpy()  # (ids may live on the training device)
         batch = np.empty(b)
         batch[real] = np.log(self.expected_counts(ids[real], n_real, n_uniform, full, sampled_floor=True))
         batch[~real] = np.log(self.expected_counts(ids[~real], n_real, n_uniform, full))
@@ -167,7 +167,7 @@ class LogQ:
         if extra_ids is not None:
             extra = np.zeros(int(extra_ids.shape[0]))
             if corrected_extra is not None and bool(corrected_extra.any()):
-                sel = corrected_extra.numpy()
-                extra[sel] = np.log(self.expected_counts(extra_ids.numpy()[sel], n_real, n_uniform, full))
+                sel = corrected_extra.cpu().numpy()
+                extra[sel] = np.log(self.expected_counts(extra_ids.cpu().numpy()[sel], n_real, n_uniform, full))
             parts.append(extra)
         return torch.from_numpy(np.concatenate(parts).astype(np.float32))
