@@ -98,12 +98,24 @@ def pair_loss(logits: torch.Tensor, unit: torch.Tensor, group: torch.Tensor, pai
     return loss
 
 
-def _batches(groups: list[np.ndarray], batch_pairs: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """One epoch: shuffled query groups packed into steps of about ``batch_pairs`` rows."""
+def step_groups(groups: list[np.ndarray], batch_pairs: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """One epoch: shuffled query groups packed into steps of about ``batch_pairs`` rows.
+
+    Whole queries are packed until a step holds ``batch_pairs`` rows or more. A query with more
+    judged pairs than ``batch_pairs`` (a dataset that judges hundreds of items per query) is first cut
+    into ``ceil(size / batch_pairs)`` random parts of near-equal size, each packed like a query of its
+    own: a step stays under ``2 * batch_pairs`` rows and still compares items of the same query.
+    """
+    parts: list[np.ndarray] = []
+    for g in groups:
+        if g.size > batch_pairs:
+            parts += np.array_split(rng.permutation(g), -(-g.size // batch_pairs))
+        else:
+            parts.append(g)
     out, cur, n = [], [], 0
-    for gi in rng.permutation(len(groups)):
-        cur.append(groups[gi])
-        n += groups[gi].size
+    for gi in rng.permutation(len(parts)):
+        cur.append(parts[gi])
+        n += parts[gi].size
         if n >= batch_pairs:
             out.append(np.concatenate(cur))
             cur, n = [], 0
@@ -179,7 +191,7 @@ def train_teacher(pairs: JudgedPairs, config: TeacherConfig, progress: bool = Tr
     group_id = np.zeros(len(train), dtype=np.int64)
     for gi, g in enumerate(groups):
         group_id[g] = gi
-    steps_per_epoch = len(_batches(groups, config.batch_pairs, np.random.default_rng(0)))
+    steps_per_epoch = len(step_groups(groups, config.batch_pairs, np.random.default_rng(0)))
     total = max(1, math.ceil(steps_per_epoch * config.epochs))
     decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "LayerNorm" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "LayerNorm" not in n)]
@@ -197,7 +209,7 @@ def train_teacher(pairs: JudgedPairs, config: TeacherConfig, progress: bool = Tr
     bar = tqdm(total=total, desc="teacher", disable=not progress, unit="step")
     epoch = 0
     while step < plan["total"]:
-        for idx in _batches(groups, config.batch_pairs, rng):
+        for idx in step_groups(groups, config.batch_pairs, rng):
             if step >= plan["total"]:
                 break
             model.train()

@@ -14,7 +14,7 @@ from encoders.data.synthetic import generate_synthetic
 from encoders.relevance.calibration import calibration_report, fit_isotonic, pava
 from encoders.relevance.pairs import GradeScale, GradeScaleError, load_judged_pairs
 from encoders.relevance.teacher_model import TeacherModelError, load_classifier
-from encoders.relevance.teacher_train import validation_figures
+from encoders.relevance.teacher_train import step_groups, validation_figures
 from encoders.runtime.cross_encoder import CrossEncoderScorer, PairTokenizer, calibrate
 
 
@@ -33,6 +33,27 @@ def teacher_dir(judged_dir: Path, tiny_bert_dir: Path, tmp_path_factory: pytest.
                "--threads", "1", "--no-progress"])
     assert rc == 0
     return out
+
+
+def test_steps_pack_small_queries_whole_and_split_large_ones() -> None:
+    # query 0 has 370 judged pairs (a "judge everything" dataset), queries 1-20 have 5 each
+    groups = [np.arange(370)] + [np.arange(370 + 5 * i, 375 + 5 * i) for i in range(20)]
+    steps = step_groups(groups, 64, np.random.default_rng(0))
+    rows = np.concatenate(steps)
+    assert sorted(rows.tolist()) == list(range(470))  # every pair once per epoch
+    assert max(s.size for s in steps) < 2 * 64  # before: the 370-pair query was one step
+    big = [s[s < 370] for s in steps if (s < 370).any()]
+    assert len(big) == 6 and all(61 <= b.size <= 62 for b in big)  # 370 = 6 parts of 61-62
+    for s in steps:  # a small query is never split across steps
+        small = s[s >= 370]
+        assert all(((small - 370) // 5 == q).sum() in (0, 5) for q in range(20))
+    again = step_groups(groups, 64, np.random.default_rng(0))
+    assert all(np.array_equal(a, b) for a, b in zip(steps, again, strict=True))
+    # no query larger than the step: the packing (and its random draws) is what it always was
+    small_only = groups[1:]
+    order = np.random.default_rng(1).permutation(20)
+    packed = step_groups(small_only, 64, np.random.default_rng(1))
+    assert np.array_equal(np.concatenate(packed), np.concatenate([small_only[i] for i in order]))
 
 
 def test_pava_matches_hand_worked_values() -> None:

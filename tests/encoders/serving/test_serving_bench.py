@@ -36,6 +36,19 @@ def test_quick_benchmark_writes_json_and_markdown(tiny_onnx_bundle: Path, tmp_pa
                                    "binary_share_of_offline", "binary_open_loop_p99_ms"}
     assert "| batched | concurrency 8 |" in md and "| batched-binary | concurrency 8 |" in md and "Reproduce:" in md
     assert report.offline_qps == data["offline_qps"]
+    # where the time goes, per batched mode at the top concurrency: figures that hang together
+    profiles = {p["mode"]: p for p in data["profiles"]}
+    assert set(profiles) == {"batched", "batched-binary"}
+    for mode, p in profiles.items():
+        row = next(r for r in data["results"] if r["mode"] == mode and r["kind"] == "closed" and r["concurrency"] == 8)
+        assert p["queries"] == row["requests"] and p["mean_batch"] == row["mean_batch"]
+        f, ms = p["factors"], p["per_thousand_ms"]
+        assert 0 < f["encoder_busy_fraction"] <= 1.02  # one encoder worker: busy at most all the wall time
+        assert ms["service_wall"] >= 0.98 * ms["encoder_in_service"] > 0
+        assert f["batch_size_penalty"] > 0 and p["offline_at_batch_qps"] > 0 and p["client_cores"] > 0
+        product = f["batch_size_penalty"] * f["encoder_in_service_vs_offline_at_batch"] * f["encoder_busy_fraction"]
+        assert abs(product - f["served_over_offline"]) <= 0.02 * f["served_over_offline"] + 0.002
+        assert f"Where the time goes, mode {mode} at concurrency 8" in md
     # every server the benchmark started is gone (batched and batched-binary share one)
     left = []
     for proc in Path("/proc").glob("[0-9]*"):
