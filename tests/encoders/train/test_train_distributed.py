@@ -15,15 +15,12 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import pytest
 import torch
+from tiny_dataset import write_tiny_dataset
 
-from encoders.data.schema import write_table
 from encoders.train.config import TrainConfig
 from encoders.train.distributed import row_range
 from encoders.train.trainer import train
@@ -31,6 +28,8 @@ from encoders.train.trainer import train
 ROOT = Path(__file__).resolve().parents[3]
 WORDS = ["chair", "table", "lamp", "door", "window", "floor", "tile", "paint", "brush", "drill", "saw", "hammer"]
 COLORS = ["red", "blue", "green", "black", "white", "steel"]
+# judged pairs that are not engagements: graded positives of weight 0.5 (unequal row weights)
+JUDGED = [("red chair", "p1", 3.0), ("blue lamp", "p3", 3.0), ("green door", "p5", 3.0)]
 DRIVER = """
 import json, sys
 from encoders.train.config import TrainConfig
@@ -48,24 +47,7 @@ pytestmark = pytest.mark.slow  # each torchrun start imports torch and transform
 
 
 def _dataset(root: Path, dim: int = 32) -> Path:
-    rng = np.random.default_rng(0)
-    emb = rng.normal(size=(len(WORDS), dim)).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    write_table(pa.table({
-        "pin_id": [f"p{i}" for i in range(len(WORDS))], "text": [f"{w} item" for w in WORDS],
-        "embedding": pa.array(emb.tolist(), pa.list_(pa.float32())),
-    }), root / "pins.parquet", "pins")
-    rows = [(f"{c} {w}", f"p{i}", "organic" if j % 2 else "shopping") for i, w in enumerate(WORDS)
-            for j, c in enumerate(COLORS)]
-    ts = datetime(2024, 1, 1, tzinfo=timezone.utc)
-    write_table(pa.table({
-        "query": [r[0] for r in rows], "pin_id": [r[1] for r in rows], "task": [r[2] for r in rows],
-        "action": ["save"] * len(rows), "timestamp": pa.array([ts] * len(rows), pa.timestamp("us", tz="UTC")),
-    }), root / "engagements.parquet", "engagements")
-    # judged pairs that are not engagements: graded positives of weight 0.5 (unequal row weights)
-    write_table(pa.table({"query": ["red chair", "blue lamp", "green door"], "pin_id": ["p1", "p3", "p5"],
-                          "grade": [3.0, 3.0, 3.0]}), root / "judgments.parquet", "judgments")
-    return root
+    return write_tiny_dataset(root, WORDS, COLORS, JUDGED, dim=dim)
 
 
 @pytest.fixture(scope="module")

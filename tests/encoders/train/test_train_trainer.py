@@ -3,41 +3,23 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import pytest
 import torch
+from tiny_dataset import write_tiny_dataset
 
-from encoders.data.schema import write_table
 from encoders.model.tower import QueryTower
 from encoders.train.config import TrainConfig
 from encoders.train.trainer import TrainDataError, train
 
 WORDS = ["chair", "table", "lamp", "door", "window", "floor", "tile", "paint", "brush", "drill", "saw", "hammer", "nail", "screw", "shelf", "sink"]
 COLORS = ["red", "blue", "green", "black", "white", "steel", "wood", "oak"]
+JUDGED = [("red chair", "p1", 1.0)]
 
 
 def _dataset(root: Path, dim: int, with_embedding: bool = True) -> Path:
-    rng = np.random.default_rng(0)
-    emb = rng.normal(size=(len(WORDS), dim)).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    pins = {"pin_id": [f"p{i}" for i in range(len(WORDS))], "text": [f"{w} item" for w in WORDS]}
-    if with_embedding:
-        pins["embedding"] = pa.array(emb.tolist(), pa.list_(pa.float32()))
-    write_table(pa.table(pins), root / "pins.parquet", "pins")
-    rows = [(f"{c} {w}", f"p{i}", "organic" if j % 2 else "shopping") for i, w in enumerate(WORDS)
-            for j, c in enumerate(COLORS)]
-    ts = datetime(2024, 1, 1, tzinfo=timezone.utc)
-    write_table(pa.table({
-        "query": [r[0] for r in rows], "pin_id": [r[1] for r in rows], "task": [r[2] for r in rows],
-        "action": ["save"] * len(rows), "timestamp": pa.array([ts] * len(rows), pa.timestamp("us", tz="UTC")),
-    }), root / "engagements.parquet", "engagements")
-    write_table(pa.table({"query": ["red chair"], "pin_id": ["p1"], "grade": [1.0]}), root / "judgments.parquet",
-                "judgments")
-    return root
+    return write_tiny_dataset(root, WORDS, COLORS, JUDGED, dim=dim, with_embedding=with_embedding)
 
 
 def _config(data: Path, out: Path, base: Path, **kw: object) -> TrainConfig:
