@@ -4,7 +4,6 @@ the scorer (same grades as at training, fast, clear errors)."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,12 @@ from encoders.relevance.student import (
     train_student,
 )
 from encoders.relevance.student_data import read_teacher_labels
-from encoders.relevance.student_models import FamilyOptions
+from encoders.relevance.student_models import (
+    RANK_TIE_BREAK,
+    FamilyOptions,
+    apply_rank_calibration,
+    rank_calibration,
+)
 
 FAST = FamilyOptions(threads=1, max_rounds=80, epochs=4)
 
@@ -41,6 +45,21 @@ def trained(data: dict) -> dict:
     out = data["base"] / "auto"
     report = train_student(data["labels"], data["ds"], data["source"], out, StudentConfig(options=FAST))
     return {"out": out, "report": report}
+
+
+def test_rank_scores_get_calibrated_grades_in_the_same_order() -> None:
+    rng = np.random.default_rng(0)
+    raw = rng.normal(size=4000) * 3
+    # most candidates low-grade, grade rises steeply with the score: a line fits this badly
+    unit = np.clip(1 / (1 + np.exp(-(raw - 3))) + rng.normal(0, 0.05, raw.size), 0, 1)
+    cal = rank_calibration(raw, unit)
+    iso = apply_rank_calibration(raw, cal)
+    assert np.array_equal(np.argsort(iso, kind="stable"), np.argsort(raw, kind="stable"))  # order kept, no ties
+    a, b = np.polyfit(raw, unit, 1)
+    line = apply_rank_calibration(raw, (a, b))  # what students saved before used
+    np.testing.assert_allclose(line, a * raw + b)
+    assert np.abs(iso - unit).mean() < 0.5 * np.abs(line - unit).mean()
+    assert iso.min() >= -RANK_TIE_BREAK and iso.max() <= 1 + RANK_TIE_BREAK
 
 
 def test_ndcg_ranks_within_queries() -> None:
@@ -102,11 +121,9 @@ def test_scoring_is_batched_and_fast(data: dict, trained: dict) -> None:
     scorer = StudentScorer(trained["out"], source, threads=1)
     texts = [source.texts[p] for p in frame["pin_id"]]
     source.calls.clear()
-    t0 = time.perf_counter()
     grades = scorer.score(frame["query"].tolist(), frame["pin_id"].tolist(), texts)
-    seconds = time.perf_counter() - t0
+    # one read of each kind for the whole batch (speed itself is measured by `relevance evaluate`'s pairs/s)
     assert len(grades) == len(frame) and [c[0] for c in source.calls] == ["query", "pin", "stats"]
-    assert len(frame) / seconds > 5_000, f"{len(frame) / seconds:.0f} pairs/s"  # the target is >= 15k on 2 idle cores
 
 
 def test_label_file_errors_name_file_column_row(data: dict, tmp_path: Path) -> None:
