@@ -57,6 +57,17 @@ SHAPE_HEADER, DTYPE_HEADER = "X-Embedding-Shape", "X-Embedding-Dtype"
 VERSION_HEADER, CACHED_HEADER = "X-Model-Version", "X-Embedding-Cached"
 
 
+def wants_prometheus(fmt: str | None, accept: str | None) -> bool:
+    """Whether ``GET /metrics`` answers in Prometheus text format: ``?format=prometheus``, or no
+    ``format`` and an ``Accept`` header naming the text formats a Prometheus scraper asks for
+    (``application/openmetrics-text``, ``text/plain``), so a stock scrape config works as is.
+    ``?format=json``, ``curl``'s ``*/*`` and no header give JSON."""
+    if fmt is not None:
+        return fmt == "prometheus"
+    types = {part.split(";", 1)[0].strip().lower() for part in (accept or "").split(",")}
+    return bool(types & {"application/openmetrics-text", "text/plain"})
+
+
 def wants_binary(accept: str | None) -> bool:
     """Whether an ``Accept`` header asks for ``application/octet-stream`` (with a non-zero ``q``)."""
     if not accept:
@@ -154,10 +165,13 @@ def create_app(service: EmbeddingService, limits: RequestLimits | None = None) -
         return _json(service.health())
 
     async def metrics_endpoint(request: Request) -> Response:
+        fmt = request.query_params.get("format")
+        if fmt not in (None, "json", "prometheus"):
+            return JSONResponse({"error": f"format must be 'json' or 'prometheus', got {fmt[:40]!r}"}, 400)
         snap = metrics.snapshot()
         snap["store"] = service.cache.health().to_dict()  # address and last_error already redacted
         snap["cache"]["stale"] = service.cache.stale  # type: ignore[index]
-        if request.query_params.get("format") == "prometheus":
+        if wants_prometheus(fmt, request.headers.get("accept")):
             return Response(to_prometheus(snap), media_type="text/plain; version=0.0.4")
         return _json(snap)
 

@@ -115,6 +115,23 @@ def test_over_capacity_answers_503_with_retry_after_and_counts_it(tiny_onnx_bund
     assert after[0] == 200
 
 
+PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+                     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")  # what Prometheus's scraper sends
+
+
+def test_metrics_format_follows_the_query_then_the_accept_header(tiny_onnx_bundle: Path) -> None:
+    with running(build_app(ServeConfig(bundle=tiny_onnx_bundle, threads=1))) as port:
+        scrape = http(port, "GET", "/metrics", headers={"Accept": PROMETHEUS_ACCEPT})
+        curl = http(port, "GET", "/metrics", headers={"Accept": "*/*"})
+        forced_json = http(port, "GET", "/metrics?format=json", headers={"Accept": PROMETHEUS_ACCEPT})
+        bad = http(port, "GET", "/metrics?format=xml")
+    assert scrape[0] == 200 and scrape[1]["content-type"].startswith("text/plain")
+    assert b"# TYPE searchsage_serve_encode_seconds histogram" in scrape[2]
+    assert curl[0] == 200 and json.loads(curl[2])["requests"]["total"] >= 0  # a person with curl gets JSON
+    assert forced_json[0] == 200 and "queries" in json.loads(forced_json[2])
+    assert bad[0] == 400 and b"format must be 'json' or 'prometheus'" in bad[2]
+
+
 def test_queue_wait_and_encode_time_are_prometheus_histograms(tiny_onnx_bundle: Path) -> None:
     parser = pytest.importorskip("prometheus_client.parser")
     with running(build_app(ServeConfig(bundle=tiny_onnx_bundle, threads=1))) as port:
