@@ -73,9 +73,9 @@ def offline_throughput(bundle: Path, queries: list[str], threads: int, variant: 
     """Queries/s of ``BundleEncoder.encode`` at batch 256 (after one warm-up call); with ``chunk``,
     encode calls of ``chunk`` queries in order instead of one call for all (sorted by length); with
     ``group_overhead`` too, each chunk is cut into calls of similar length as the service's batcher
-    does (``encoders.serving.length_groups.plan_groups``)."""
+    does (``encoders.runtime.length_groups.plan_groups``)."""
     from encoders.runtime import BundleEncoder
-    from encoders.serving.length_groups import plan_groups
+    from encoders.runtime.length_groups import plan_groups
 
     enc = BundleEncoder(bundle, variant=variant, threads=threads, batch_size=256)
     enc.encode(queries[:256])

@@ -9,7 +9,7 @@ Usage::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from encoders.normalize import normalize_query
+from encoders.runtime.length_groups import plan_groups
 from encoders.runtime.manifest import MANIFEST_NAME, QUERY_NORMALIZATION, BundleError, BundleManifest
 from encoders.runtime.tokenize import BundleTokenizer
 
@@ -192,6 +193,32 @@ class BundleEncoder:
         for idx in self._plan(order, rows):
             batch = self.tokenizer.pad([rows[i] for i in idx])
             out[idx] = self.run_ids(batch.input_ids, batch.attention_mask)
+        return out
+
+    def encode_grouped(self, texts: Sequence[str], call_overhead_tokens: float,
+                       before: Callable[[], None] | None = None) -> np.ndarray:
+        """Encode a served batch ``texts`` (N strings) → ``(N, D)`` float32, rows in input order, in
+        calls of similar token length (:func:`encoders.runtime.length_groups.plan_groups` with a call
+        costing ``call_overhead_tokens`` tokens; each group within ``batch_size`` and ``max_tokens``).
+
+        Tokenises once (the batcher used to count tokens and then :meth:`encode` tokenised again).
+        ``before`` runs after tokenising and planning, before the first onnxruntime call (the
+        service hands the previous batch's answers over there, while this thread no longer needs
+        the GIL for long).
+        """
+        items = self.prepare(texts)
+        out = np.zeros((len(items), self.dim), dtype=np.float32)
+        rows = self.tokenizer.encode(items) if items else []
+        lengths = [len(r) for r in rows]
+        calls: list[np.ndarray] = []
+        for group in plan_groups(lengths, call_overhead_tokens) if len(rows) > 1 else [list(range(len(rows)))]:
+            calls += plan_calls(np.asarray(group, dtype=np.int64), lengths, self.batch_size, self.max_tokens)
+        if before is not None:
+            before()
+        for idx in calls:
+            if idx.size:
+                batch = self.tokenizer.pad([rows[i] for i in idx])
+                out[idx] = self.run_ids(batch.input_ids, batch.attention_mask)
         return out
 
     def _plan(self, order: np.ndarray, rows: list[list[int]]) -> list[np.ndarray]:

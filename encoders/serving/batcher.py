@@ -11,7 +11,7 @@ more hand-offs than the unbatched baseline, whatever ``max_wait_ms`` says. ``max
 until its oldest request has waited that long. The queue is bounded: beyond ``max_queue`` queries
 a request fails fast with :class:`Overloaded` (HTTP 503 + ``Retry-After``).
 
-Each batch is encoded in calls of similar token length (:mod:`encoders.serving.length_groups`)
+Each batch is encoded in calls of similar token length (:mod:`encoders.runtime.length_groups`)
 when the encoder exposes its tokenizer, so short queries are not padded to a long batch-mate.
 A failing encoder call never fails batch-mates: the batch is split in halves and retried until
 the failure is isolated to the request that causes it. :class:`UnbatchedRunner`
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from encoders.runtime.encoder import Encoder
-from encoders.serving.length_groups import DEFAULT_CALL_OVERHEAD_TOKENS, plan_groups
+from encoders.runtime.length_groups import DEFAULT_CALL_OVERHEAD_TOKENS, plan_groups
 from encoders.serving.metrics import ServiceMetrics
 from encoders.serving.runners import (
     THREAD_PREFIX,
@@ -94,7 +94,7 @@ class DynamicBatcher(RunnerBase):
             similar length (default: the encoder's tokenizer, see :func:`tokenizer_lengths`;
             without one a batch is one call).
         call_overhead_tokens: fixed cost of one encoder call in tokens (see
-            :mod:`encoders.serving.length_groups`); ``0`` disables the length grouping.
+            :mod:`encoders.runtime.length_groups`); ``0`` disables the length grouping.
     """
 
     def __init__(
@@ -292,6 +292,9 @@ class DynamicBatcher(RunnerBase):
     def _encode_rows(self, texts: list[str], before: _Once | None = None) -> np.ndarray:
         """``texts`` -> ``(n, dim)``, in calls of similar token length when that saves padding;
         ``before`` runs once the calls are planned, before the first one."""
+        grouped = getattr(self.encoder, "encode_grouped", None)
+        if callable(grouped) and self.call_overhead_tokens > 0:  # BundleEncoder: tokenises once
+            return check_matrix(grouped(texts, self.call_overhead_tokens, before), len(texts), self.dim)
         groups: list[list[int]] = []
         if self.token_lengths is not None and self.call_overhead_tokens > 0 and len(texts) > 1:
             groups = plan_groups(self.token_lengths(texts), self.call_overhead_tokens)

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from encoders.runtime.length_groups import DEFAULT_CALL_OVERHEAD_TOKENS
 from encoders.runtime.pin_feedback import PinFeedback
-from encoders.serving.length_groups import DEFAULT_CALL_OVERHEAD_TOKENS
 
 
 class ServeConfigError(ValueError):

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from encoders.runtime.encoder import Encoder
+from encoders.runtime.length_groups import DEFAULT_CALL_OVERHEAD_TOKENS
 from encoders.runtime.model_version import ModelVersion
 from encoders.serving.batcher import DynamicBatcher, UnbatchedRunner, make_runner
 from encoders.serving.cache import STATE_DOWN, CacheThrough
-from encoders.serving.length_groups import DEFAULT_CALL_OVERHEAD_TOKENS
 from encoders.serving.metrics import ServiceMetrics
 from encoders.serving.protocols import QueryVectorStore
 

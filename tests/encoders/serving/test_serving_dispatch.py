@@ -1,12 +1,10 @@
 """How the batcher hands work to its encoder threads: straight from worker to worker (no event-loop
 round trip between batches), several batches in flight, calls cut by token length, clients that go
-away, shutdown. The grouping logic itself: :mod:`encoders.serving.length_groups`."""
+away, shutdown. The grouping logic itself: :mod:`encoders.runtime.length_groups`."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import random
 import threading
 import time
 from pathlib import Path
@@ -16,7 +14,6 @@ import pytest
 from serving_helpers import DIM, RecordingEncoder, vec
 
 from encoders.serving.batcher import DynamicBatcher, Overloaded, tokenizer_lengths
-from encoders.serving.length_groups import padded_cost, plan_groups
 
 
 async def until_started(enc: RecordingEncoder, calls: int = 1, timeout_s: float = 5.0) -> None:
@@ -38,34 +35,6 @@ class TokenizedEncoder(RecordingEncoder):
     """A recording encoder that exposes a tokenizer, as ``BundleEncoder`` does."""
 
     tokenizer = WordTokenizer()
-
-
-def test_plan_groups_keeps_equal_lengths_together_and_cuts_where_padding_costs_more() -> None:
-    assert plan_groups([]) == []
-    assert plan_groups([5, 5, 5, 5]) == [[0, 1, 2, 3]]
-    assert plan_groups([5, 6], overhead=16) == [[0, 1]]  # one padded token is cheaper than a call
-    lengths = [3] * 20 + [30] * 2
-    groups = plan_groups(lengths, overhead=16)
-    assert groups == [list(range(20)), [20, 21]]
-    assert sum(padded_cost([lengths[i] for i in g], 16) for g in groups) < padded_cost(lengths, 16)
-
-
-def test_plan_groups_is_optimal_and_covers_every_row_once() -> None:
-    rng = random.Random(7)
-    for _ in range(200):
-        lengths = [rng.randint(3, 12) for _ in range(rng.randint(1, 9))]
-        overhead = rng.choice([0.5, 4.0, 16.0, 64.0])
-        groups = plan_groups(lengths, overhead)
-        assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
-        cost = sum(padded_cost([lengths[i] for i in g], overhead) for g in groups)
-        # brute force over cut points of the length-sorted order
-        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-        best = min(
-            sum(padded_cost([lengths[i] for i in order[a:b]], overhead) for a, b in itertools.pairwise((0, *cuts, len(order))))
-            for r in range(len(order))
-            for cuts in itertools.combinations(range(1, len(order)), r)
-        )
-        assert cost == pytest.approx(best), (lengths, overhead, groups)
 
 
 def test_a_batch_of_mixed_lengths_is_encoded_in_calls_of_similar_length() -> None:
@@ -258,6 +227,45 @@ def test_with_the_real_bundle_grouped_calls_give_the_vectors_of_one_call(tiny_on
     outs = run(main())
     assert len(enc.calls) >= 3 and sorted(map(len, enc.calls[1:]))[-1] < len(queries), enc.calls
     expected = inner.encode(queries)
+    np.testing.assert_allclose(np.vstack(outs), expected, rtol=0, atol=1e-5)
+
+
+def test_a_bundle_encoder_batch_is_tokenised_once(tiny_onnx_bundle: Path) -> None:
+    """With a ``BundleEncoder`` the batcher hands the whole batch to ``encode_grouped``: one
+    tokenisation per batch (it used to count tokens, then ``encode`` tokenised each call again)."""
+    from encoders.runtime import BundleEncoder
+
+    enc = BundleEncoder(tiny_onnx_bundle, threads=1)
+    tokenised: list[int] = []
+    tokenize, run_ids = enc.tokenizer.encode, enc.run_ids
+
+    def counting(items: list[str]) -> list[list[int]]:
+        tokenised.append(len(items))
+        return tokenize(items)
+
+    def slow_run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        time.sleep(0.02)  # holds the worker so the rest queue into one batch
+        return run_ids(ids, mask)
+
+    enc.tokenizer.encode = counting  # type: ignore[method-assign]
+    enc.run_ids = slow_run  # type: ignore[method-assign]
+    queries = [f"q{i}" for i in range(10)] + ["long query with many words in it to pad a batch " + str(i) for i in range(2)]
+
+    async def main() -> list[np.ndarray]:
+        b = DynamicBatcher(enc, max_batch=64, call_overhead_tokens=4)
+        try:
+            busy = asyncio.ensure_future(b.encode(["busy"]))
+            while not tokenised:
+                await asyncio.sleep(0.001)
+            outs = await asyncio.gather(*(b.encode([q]) for q in queries))
+            await busy
+            return outs
+        finally:
+            await b.aclose()
+
+    outs = run(main())
+    assert tokenised == [1, 12], tokenised  # the lone first request, then the queued batch, once each
+    expected = BundleEncoder(tiny_onnx_bundle, threads=1).encode(queries)
     np.testing.assert_allclose(np.vstack(outs), expected, rtol=0, atol=1e-5)
 
 
