@@ -72,10 +72,9 @@ def offline_throughput(bundle: Path, queries: list[str], threads: int, variant: 
                        chunk: int | None = None, group_overhead: float | None = None) -> tuple[float, str, int]:
     """Queries/s of ``BundleEncoder.encode`` at batch 256 (after one warm-up call); with ``chunk``,
     encode calls of ``chunk`` queries in order instead of one call for all (sorted by length); with
-    ``group_overhead`` too, each chunk is cut into calls of similar length as the service's batcher
-    does (``encoders.runtime.length_groups.plan_groups``)."""
+    ``group_overhead`` too, each chunk goes through ``BundleEncoder.encode_grouped`` (calls of similar
+    length, as the service's batcher runs a batch)."""
     from encoders.runtime import BundleEncoder
-    from encoders.runtime.length_groups import plan_groups
 
     enc = BundleEncoder(bundle, variant=variant, threads=threads, batch_size=256)
     enc.encode(queries[:256])
@@ -85,10 +84,8 @@ def offline_throughput(bundle: Path, queries: list[str], threads: int, variant: 
         texts = queries[start : start + step]
         if group_overhead is None:
             enc.encode(texts)
-            continue
-        lengths = [len(ids) for ids in enc.tokenizer.encode(texts)]
-        for group in plan_groups(lengths, group_overhead):
-            enc.encode([texts[i] for i in group])
+        else:
+            enc.encode_grouped(texts, group_overhead)
     return len(queries) / (time.perf_counter() - t0), enc.model_version, enc.dim
 
 
