@@ -122,6 +122,9 @@ class DynamicBatcher(RunnerBase):
         self.max_wait_s = max_wait_ms / 1000.0
         self.token_count = token_count or estimate_tokens
         self.token_lengths = token_lengths if token_lengths is not None else tokenizer_lengths(encoder)
+        # a BundleEncoder plans the grouped calls itself, tokenising once (unless lengths are given)
+        grouped = getattr(encoder, "encode_grouped", None)
+        self._encode_grouped = grouped if callable(grouped) and token_lengths is None else None
         self.call_overhead_tokens = call_overhead_tokens
         # Shared with the workers, guarded by _cond's lock:
         self._cond = threading.Condition(threading.Lock())
@@ -292,9 +295,8 @@ class DynamicBatcher(RunnerBase):
     def _encode_rows(self, texts: list[str], before: _Once | None = None) -> np.ndarray:
         """``texts`` -> ``(n, dim)``, in calls of similar token length when that saves padding;
         ``before`` runs once the calls are planned, before the first one."""
-        grouped = getattr(self.encoder, "encode_grouped", None)
-        if callable(grouped) and self.call_overhead_tokens > 0:  # BundleEncoder: tokenises once
-            return check_matrix(grouped(texts, self.call_overhead_tokens, before), len(texts), self.dim)
+        if self._encode_grouped is not None and self.call_overhead_tokens > 0:
+            return check_matrix(self._encode_grouped(texts, self.call_overhead_tokens, before), len(texts), self.dim)
         groups: list[list[int]] = []
         if self.token_lengths is not None and self.call_overhead_tokens > 0 and len(texts) > 1:
             groups = plan_groups(self.token_lengths(texts), self.call_overhead_tokens)
