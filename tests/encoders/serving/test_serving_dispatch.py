@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +192,29 @@ def run(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
 
 
+#: Ten short queries and two long ones: a batch worth cutting into calls by length.
+MIXED_QUERIES = [f"q{i}" for i in range(10)] + ["long query with many words in it to pad a batch " + str(i) for i in range(2)]
+
+
+def queue_behind_a_busy_worker(enc: object, queries: list[str], started: Callable[[], bool]) -> list[np.ndarray]:
+    """One request occupies the worker (until ``started()``), then ``queries`` arrive as one-query
+    requests and queue into one batch behind it -> their answers, in order."""
+
+    async def main() -> list[np.ndarray]:
+        b = DynamicBatcher(enc, max_batch=64, call_overhead_tokens=4)  # type: ignore[arg-type]
+        try:
+            busy = asyncio.ensure_future(b.encode(["busy"]))
+            while not started():
+                await asyncio.sleep(0.001)
+            outs = await asyncio.gather(*(b.encode([q]) for q in queries))
+            await busy
+            return outs
+        finally:
+            await b.aclose()
+
+    return run(main())
+
+
 def test_with_the_real_bundle_grouped_calls_give_the_vectors_of_one_call(tiny_onnx_bundle: Path) -> None:
     """BundleEncoder exposes its tokenizer: a mixed batch is cut into calls by real token length, and
     every row is the vector the runtime gives for that query (grouping changes the calls, not the rows)."""
@@ -210,21 +234,8 @@ def test_with_the_real_bundle_grouped_calls_give_the_vectors_of_one_call(tiny_on
             return self.inner.encode(texts)
 
     enc = Counting()
-    queries = [f"q{i}" for i in range(10)] + ["long query with many words in it to pad a batch " + str(i) for i in range(2)]
-
-    async def main() -> list[np.ndarray]:
-        b = DynamicBatcher(enc, max_batch=64, call_overhead_tokens=4)
-        try:
-            busy = asyncio.ensure_future(b.encode(["busy"]))
-            while not enc.calls:
-                await asyncio.sleep(0.001)
-            outs = await asyncio.gather(*(b.encode([q]) for q in queries))
-            await busy
-            return outs
-        finally:
-            await b.aclose()
-
-    outs = run(main())
+    queries = MIXED_QUERIES
+    outs = queue_behind_a_busy_worker(enc, queries, started=lambda: bool(enc.calls))
     assert len(enc.calls) >= 3 and sorted(map(len, enc.calls[1:]))[-1] < len(queries), enc.calls
     expected = inner.encode(queries)
     np.testing.assert_allclose(np.vstack(outs), expected, rtol=0, atol=1e-5)
@@ -249,21 +260,8 @@ def test_a_bundle_encoder_batch_is_tokenised_once(tiny_onnx_bundle: Path) -> Non
 
     enc.tokenizer.encode = counting  # type: ignore[method-assign]
     enc.run_ids = slow_run  # type: ignore[method-assign]
-    queries = [f"q{i}" for i in range(10)] + ["long query with many words in it to pad a batch " + str(i) for i in range(2)]
-
-    async def main() -> list[np.ndarray]:
-        b = DynamicBatcher(enc, max_batch=64, call_overhead_tokens=4)
-        try:
-            busy = asyncio.ensure_future(b.encode(["busy"]))
-            while not tokenised:
-                await asyncio.sleep(0.001)
-            outs = await asyncio.gather(*(b.encode([q]) for q in queries))
-            await busy
-            return outs
-        finally:
-            await b.aclose()
-
-    outs = run(main())
+    queries = MIXED_QUERIES
+    outs = queue_behind_a_busy_worker(enc, queries, started=lambda: bool(tokenised))
     assert tokenised == [1, 12], tokenised  # the lone first request, then the queued batch, once each
     expected = BundleEncoder(tiny_onnx_bundle, threads=1).encode(queries)
     np.testing.assert_allclose(np.vstack(outs), expected, rtol=0, atol=1e-5)
