@@ -30,9 +30,9 @@ RANK_TIE_BREAK = 1e-3
 def rank_calibration(raw: np.ndarray, unit_grades: np.ndarray) -> dict[str, Any]:
     """Isotonic map from LambdaRank scores ``raw (N,)`` (squashed by a sigmoid) to unit grades ``(N,)``.
 
-    LambdaRank scores only order items within a query; one global monotone map is the best a
-    per-pair grade can do without the query (a least-squares line gave grades off by 0.48 on a 1-3
-    scale on the synthetic data, where most candidates are low-grade).
+    LambdaRank scores only order items within a query, so any global map gives coarse grades (on the
+    synthetic data MAE 0.476 on a 1-3 scale, against 0.484 for the least-squares line it replaces);
+    monotone, so the order is the ranker's.
     """
     from encoders.relevance.calibration import fit_isotonic
 

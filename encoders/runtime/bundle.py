@@ -190,10 +190,7 @@ class BundleEncoder:
             return out
         rows = self.tokenizer.encode(items)
         order = np.argsort([len(r) for r in rows], kind="stable") if self.sort_by_length else np.arange(len(rows))
-        for idx in self._plan(order, rows):
-            batch = self.tokenizer.pad([rows[i] for i in idx])
-            out[idx] = self.run_ids(batch.input_ids, batch.attention_mask)
-        return out
+        return self._run_calls(rows, self._plan(order, rows), out)
 
     def encode_grouped(self, texts: Sequence[str], call_overhead_tokens: float,
                        before: Callable[[], None] | None = None) -> np.ndarray:
@@ -215,6 +212,10 @@ class BundleEncoder:
             calls += plan_calls(np.asarray(group, dtype=np.int64), lengths, self.batch_size, self.max_tokens)
         if before is not None:
             before()
+        return self._run_calls(rows, calls, out)
+
+    def _run_calls(self, rows: list[list[int]], calls: list[np.ndarray], out: np.ndarray) -> np.ndarray:
+        """One onnxruntime call per entry of ``calls`` (row numbers of ``rows``), written into ``out``."""
         for idx in calls:
             if idx.size:
                 batch = self.tokenizer.pad([rows[i] for i in idx])
